@@ -1,0 +1,22 @@
+"""stylelab: neural style transfer (Gatys et al.) with any vision backbone as the eyes."""
+
+__version__ = "0.1.0"
+
+from .api import TransferResult, stylize, transfer  # noqa: E402
+from .backbones import create_backbone, list_backbones  # noqa: E402
+from .errors import NonFiniteLossError, StylelabError, WeightsUnavailableError  # noqa: E402
+from .optimize import ProgressEvent, StopOptimization  # noqa: E402
+
+__all__ = [
+    "NonFiniteLossError",
+    "ProgressEvent",
+    "StopOptimization",
+    "StylelabError",
+    "TransferResult",
+    "WeightsUnavailableError",
+    "__version__",
+    "create_backbone",
+    "list_backbones",
+    "stylize",
+    "transfer",
+]

@@ -1,0 +1,181 @@
+"""The Python API: ``stylize(content, style, **options) -> PIL.Image``.
+
+The CLI reads its defaults from ``transfer``'s signature, so both always agree.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from .backbones import Backbone, channel_rule_weight, create_backbone
+from .errors import StylelabError
+from .images import MAX_SIZE, load_image, pil_to_tensor, resize, resize_long_edge, tensor_to_pil
+from .layerspec import parse_layer_spec
+from .optimize import OPTIMIZERS, LossSpec, ProgressEvent, StyleObjective, initial_image, optimize
+from .runtime import device_name, resolve_device, strict_fp32
+
+ImageInput = str | os.PathLike | Image.Image | torch.Tensor
+LayersInput = str | Mapping[str, float | None] | Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1], on the CPU
+    backbone: str
+    weights_source: str
+    device: str
+    loss: LossSpec
+    iterations: int
+    seconds: float  # optimization wall time (targets included)
+    final: ProgressEvent | None
+
+    def to_pil(self) -> Image.Image:
+        return tensor_to_pil(self.image)
+
+
+def as_tensor(image: ImageInput) -> torch.Tensor:
+    """A path, PIL image or tensor -> (1, 3, H, W) float32 in [0, 1]."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().float()
+        t = t.unsqueeze(0) if t.ndim == 3 else t
+        if t.ndim != 4 or t.shape[:2] != (1, 3):
+            raise StylelabError(f"image tensors must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+        return t.cpu()
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image)
+    return load_image(image)
+
+
+def _positive_number(name: str, value: float | None, allow_zero: bool = True) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not allow_zero):
+        raise StylelabError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+
+
+def validate_size(size: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+        raise StylelabError(f"size must be a whole number of pixels from 1 to {MAX_SIZE}, got {size!r}")
+
+
+def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers: LayersInput
+                   ) -> tuple[dict[str, float], dict[str, float]]:
+    """Layer specs -> {name: weight}; unnamed weights: 1 for content, (64/N)² for style."""
+    content = parse_layer_spec(content_layers, "content layers") if content_layers is not None \
+        else dict(backbone.default_content_layers)
+    style = parse_layer_spec(style_layers, "style layers") if style_layers is not None \
+        else dict(backbone.default_style_weights())
+    content = {backbone.layer(n).name: 1.0 if w is None else w for n, w in content.items()}
+    style = {backbone.layer(n).name: channel_rule_weight(backbone.layer(n).channels) if w is None else w
+             for n, w in style.items()}
+    return content, style
+
+
+def transfer(
+    content: ImageInput,
+    style: ImageInput | Sequence[ImageInput],
+    *,
+    backbone: str = "vgg19",
+    weights: str = "pretrained",
+    size: int = 512,
+    iterations: int = 500,
+    optimizer: str = "lbfgs",
+    lr: float | None = None,
+    content_weight: float | None = None,
+    style_weight: float | None = None,
+    tv_weight: float = 0.0,
+    content_layers: LayersInput = None,
+    style_layers: LayersInput = None,
+    style_blend: Sequence[float] | None = None,
+    pooling: str | None = None,
+    init: str | ImageInput = "content",
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    callback: Callable[[ProgressEvent], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TransferResult:
+    """Gatys et al.'s style transfer of ``style`` onto ``content``; see ``stylize`` for the options."""
+    validate_size(size)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise StylelabError(f"iterations must be a whole number >= 1, got {iterations!r}")
+    if optimizer not in OPTIMIZERS:
+        raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
+    for name, value in (("content weight", content_weight), ("style weight", style_weight),
+                        ("tv weight", tv_weight)):
+        _positive_number(name, value)
+    _positive_number("learning rate", lr, allow_zero=False)
+    if isinstance(init, str) and init not in ("content", "random"):
+        init = as_tensor(init)  # a path: fail now, before any weights are loaded
+    dev = resolve_device(device)
+    log = log or (lambda message: None)
+
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    blend = [1.0 / len(styles)] * len(styles) if style_blend is None else list(style_blend)
+    if len(blend) != len(styles) or any(not math.isfinite(b) or b < 0 for b in blend) or sum(blend) <= 0:
+        raise StylelabError(f"style blend needs {len(styles)} finite weights >= 0 with a positive sum, got {blend}")
+    blend = [b / sum(blend) for b in blend]
+
+    content_t = resize_long_edge(as_tensor(content), size)
+    # The style keeps its aspect ratio, scaled to the output's long edge (Grams are per-position means).
+    style_ts = [resize_long_edge(as_tensor(s), size) for s in styles]
+    if isinstance(init, torch.Tensor):
+        init = resize(as_tensor(init), tuple(content_t.shape[-2:]))
+
+    net = create_backbone(backbone, weights, seed=seed, pooling=pooling)
+    log(f"backbone {net.name}: weights {net.weights_source}")
+    c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
+    deepest = net.deepest([*c_layers, *s_layers])
+    smallest = min(min(t.shape[-2:]) for t in [content_t, *style_ts])
+    if smallest < deepest.stride:
+        raise StylelabError(
+            f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
+            f"{smallest} px; raise --size or use shallower layers"
+        )
+    net.truncate([*c_layers, *s_layers])
+    net.to(dev)
+    spec = LossSpec(
+        content_layers=c_layers,
+        style_layers=s_layers,
+        content_weight=net.default_content_weight if content_weight is None else float(content_weight),
+        style_weight=net.default_style_weight if style_weight is None else float(style_weight),
+        tv_weight=float(tv_weight),
+    )
+    last: list[ProgressEvent] = []
+
+    def on_progress(event: ProgressEvent) -> None:
+        last[:] = [event]
+        if callback is not None:
+            callback(event)
+
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    with strict_fp32():
+        content_d = content_t.to(dev)
+        objective = StyleObjective(net, content_d, [s.to(dev) for s in style_ts], blend, spec)
+        x0 = initial_image(init, content_d, seed)
+        result = optimize(objective, x0, iterations=iterations, optimizer=optimizer, lr=lr, callback=on_progress)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - start
+    return TransferResult(result.cpu(), net.name, net.weights_source, device_name(dev), spec, iterations, seconds,
+                          last[0] if last else None)
+
+
+def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **options) -> Image.Image:
+    """Render ``content`` in the style of ``style``; returns an RGB PIL image.
+
+    Options (defaults as in the CLI): backbone="vgg19", weights="pretrained"|"random"|path,
+    size=512 (long edge), iterations=500, optimizer="lbfgs"|"adam", lr, content_weight (α),
+    style_weight (β), tv_weight, content_layers / style_layers ("relu1_1:0.2,relu2_1" or a dict),
+    style_blend, pooling="max"|"avg", init="content"|"random"|image, seed, device,
+    callback(ProgressEvent) called after every loss evaluation.
+    """
+    return transfer(content, style, **options).to_pil()

@@ -1,0 +1,105 @@
+"""The interface every backbone implements: [0, 1] RGB images in, named features out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import StylelabError
+from ..losses import flatten_maps
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One readable layer: its name, output channels, stride w.r.t. the input, and module path."""
+
+    name: str
+    channels: int
+    stride: int
+    module: str
+
+
+def channel_rule_weight(channels: int) -> float:
+    """Default style-layer weight w_l = (64 / N_l)^2.
+
+    Gatys et al.'s reference PyTorch code (and the seed, which "adjusted the weights to the
+    channels") uses w_l = 1e3 / N_l^2; we rescale so a 64-channel layer (relu1_1) weighs 1 and
+    let the style weight beta carry the constant. Deep layers with many channels have larger
+    Gram entries; this keeps every layer's contribution of similar size.
+    """
+    return (64.0 / channels) ** 2
+
+
+class Backbone(nn.Module):
+    """A frozen feature extractor.
+
+    Subclasses set ``layers`` (ordered, shallow to deep), the default loss configuration and
+    implement ``preprocess`` and ``forward_features``.
+    """
+
+    name: str = ""
+    default_content_layers: Mapping[str, float] = {}
+    default_style_layers: Sequence[str] = ()
+    default_content_weight: float = 1.0
+    default_style_weight: float = 1.0
+
+    def __init__(self, layers: Sequence[LayerInfo], weights_source: str):
+        super().__init__()
+        self.layers = list(layers)
+        self.weights_source = weights_source  # e.g. "pretrained (torchvision IMAGENET1K_V1)"
+        self._by_name = {info.name: info for info in self.layers}
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def layer_names(self) -> list[str]:
+        return [info.name for info in self.layers]
+
+    def layer(self, name: str) -> LayerInfo:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise StylelabError(
+                f"unknown layer {name!r} for backbone {self.name}; valid layers: {', '.join(self.layer_names)}"
+            ) from None
+
+    def default_style_weights(self) -> dict[str, float]:
+        return {name: channel_rule_weight(self.layer(name).channels) for name in self.default_style_layers}
+
+    def deepest(self, names: Iterable[str]) -> LayerInfo:
+        order = {info.name: i for i, info in enumerate(self.layers)}
+        return self.layers[max(order[self.layer(n).name] for n in names)]
+
+    # -- computation -------------------------------------------------------------------------
+    def preprocess(self, image: Tensor) -> Tensor:
+        """(B, 3, H, W) sRGB in [0, 1] -> the network's input space."""
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        """Run the preprocessed input only as deep as ``names`` need; return those outputs."""
+        raise NotImplementedError
+
+    def forward(self, image: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        for name in names:
+            self.layer(name)  # validates
+        return self.forward_features(self.preprocess(image), list(names))
+
+    def style_features(self, name: str, features: Tensor) -> Tensor:
+        """Layer output -> the (B, N, M) matrix F^l whose Gram is the style representation."""
+        return flatten_maps(features)
+
+    def truncate(self, names: Iterable[str]) -> None:
+        """Drop whatever is deeper than the deepest of ``names`` (saves memory and time)."""
+
+    def freeze(self) -> "Backbone":
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")

@@ -1,0 +1,56 @@
+"""Shared fixtures. Every test runs offline: sockets refuse to connect and torch's cache is private."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path_factory):
+    """No test may touch the network: connections fail loudly, weights load only from a private cache."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("STYLELAB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def make_rgb(height: int, width: int, seed: int = 0) -> Image.Image:
+    """A smooth image with structure (gradients + a disc) and some noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    img = np.stack([x, y, 0.5 + 0.5 * np.sin(12 * x * (seed + 1))], -1)
+    img[(x - 0.5) ** 2 + (y - 0.4) ** 2 < 0.05] = (0.9, 0.2, 0.1)
+    img += 0.05 * rng.standard_normal(img.shape)
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB")
+
+
+def make_stripes(height: int, width: int) -> Image.Image:
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.stack([np.sin(x / 2.0 + y / 3.0), np.cos(y / 1.5), np.sin((x + y) / 4.0)], -1) * 0.5 + 0.5
+    return Image.fromarray((img * 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def content_path(tmp_path):
+    path = tmp_path / "content.png"
+    make_rgb(48, 64).save(path)
+    return path
+
+
+@pytest.fixture
+def style_path(tmp_path):
+    path = tmp_path / "style.jpg"
+    make_stripes(64, 64).save(path, quality=95)
+    return path
