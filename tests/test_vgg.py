@@ -20,7 +20,7 @@ def vgg():
 def test_registry_lists_vgg19_with_its_options():
     assert "vgg19" in [e.name for e in list_backbones()]
     assert get_entry("vgg19").options == ["pooling"]
-    with pytest.raises(StylelabError, match="available: .*vgg19"):
+    with pytest.raises(StylelabError, match="available: clip-rn50, .*, vgg19"):
         create_backbone("vgg20", "random")
     with pytest.raises(StylelabError, match="has no option colour"):
         create_backbone("vgg19", "random", colour="red")

@@ -16,9 +16,9 @@ from PIL import Image
 
 from .backbones import Backbone, channel_rule_weight, create_backbone
 from .errors import StylelabError
-from .images import MAX_SIZE, load_image, pil_to_tensor, resize, resize_long_edge, tensor_to_pil
+from .images import MAX_SIZE, load_image, pil_to_tensor, resize, size_for_long_edge, tensor_to_pil
 from .layerspec import parse_layer_spec
-from .optimize import OPTIMIZERS, LossSpec, ProgressEvent, StyleObjective, initial_image, optimize
+from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS, LossSpec, ProgressEvent, StyleObjective, initial_image, optimize
 from .runtime import device_name, resolve_device, strict_fp32
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
@@ -61,6 +61,12 @@ def _positive_number(name: str, value: float | None, allow_zero: bool = True) ->
         raise StylelabError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
 
 
+def _fit(image: torch.Tensor, long_edge: int, multiple: int) -> tuple[int, int]:
+    """(H, W) with the long edge at ``long_edge``, each side rounded to a multiple of ``multiple``."""
+    h, w = size_for_long_edge(image.shape[-2], image.shape[-1], long_edge)
+    return max(multiple, round(h / multiple) * multiple), max(multiple, round(w / multiple) * multiple)
+
+
 def validate_size(size: int) -> None:
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
         raise StylelabError(f"size must be a whole number of pixels from 1 to {MAX_SIZE}, got {size!r}")
@@ -91,11 +97,14 @@ def transfer(
     lr: float | None = None,
     content_weight: float | None = None,
     style_weight: float | None = None,
-    tv_weight: float = 0.0,
+    tv_weight: float | None = None,
+    feature_transform: str = "none",
     content_layers: LayersInput = None,
     style_layers: LayersInput = None,
     style_blend: Sequence[float] | None = None,
     pooling: str | None = None,
+    gram: str | None = None,
+    gram_norm: str | None = None,
     init: str | ImageInput = "content",
     seed: int = 0,
     device: str | torch.device = "auto",
@@ -112,6 +121,8 @@ def transfer(
                         ("tv weight", tv_weight)):
         _positive_number(name, value)
     _positive_number("learning rate", lr, allow_zero=False)
+    if feature_transform not in FEATURE_TRANSFORMS:
+        raise StylelabError(f"unknown feature transform {feature_transform!r}; choose {', '.join(FEATURE_TRANSFORMS)}")
     if isinstance(init, str) and init not in ("content", "random"):
         init = as_tensor(init)  # a path: fail now, before any weights are loaded
     dev = resolve_device(device)
@@ -123,14 +134,16 @@ def transfer(
         raise StylelabError(f"style blend needs {len(styles)} finite weights >= 0 with a positive sum, got {blend}")
     blend = [b / sum(blend) for b in blend]
 
-    content_t = resize_long_edge(as_tensor(content), size)
-    # The style keeps its aspect ratio, scaled to the output's long edge (Grams are per-position means).
-    style_ts = [resize_long_edge(as_tensor(s), size) for s in styles]
-    if isinstance(init, torch.Tensor):
-        init = resize(as_tensor(init), tuple(content_t.shape[-2:]))
-
-    net = create_backbone(backbone, weights, seed=seed, pooling=pooling)
+    content_t, style_ts = as_tensor(content), [as_tensor(s) for s in styles]
+    net = create_backbone(backbone, weights, seed=seed, pooling=pooling, gram=gram, gram_norm=gram_norm)
     log(f"backbone {net.name}: weights {net.weights_source}")
+    content_t = resize(content_t, _fit(content_t, size, net.input_multiple))
+    if net.style_needs_content_size:  # e.g. a token Gram: same number of tokens as the output
+        style_ts = [resize(s, tuple(content_t.shape[-2:])) for s in style_ts]
+    else:  # the style keeps its aspect ratio, scaled to the output's long edge (Grams are per-position means)
+        style_ts = [resize(s, _fit(s, size, net.input_multiple)) for s in style_ts]
+    if isinstance(init, torch.Tensor):
+        init = resize(init, tuple(content_t.shape[-2:]))
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
     deepest = net.deepest([*c_layers, *s_layers])
     smallest = min(min(t.shape[-2:]) for t in [content_t, *style_ts])
@@ -146,7 +159,8 @@ def transfer(
         style_layers=s_layers,
         content_weight=net.default_content_weight if content_weight is None else float(content_weight),
         style_weight=net.default_style_weight if style_weight is None else float(style_weight),
-        tv_weight=float(tv_weight),
+        tv_weight=net.default_tv_weight if tv_weight is None else float(tv_weight),
+        feature_transform=feature_transform,
     )
     last: list[ProgressEvent] = []
 
@@ -175,7 +189,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     Options (defaults as in the CLI): backbone="vgg19", weights="pretrained"|"random"|path,
     size=512 (long edge), iterations=500, optimizer="lbfgs"|"adam", lr, content_weight (α),
     style_weight (β), tv_weight, content_layers / style_layers ("relu1_1:0.2,relu2_1" or a dict),
-    style_blend, pooling="max"|"avg", init="content"|"random"|image, seed, device,
+    feature_transform="none"|"softmax", style_blend, pooling="max"|"avg" (VGG), gram="channel"|"token" and
+    gram_norm="seed"|"none" (ViT), init="content"|"random"|image, seed, device,
     callback(ProgressEvent) called after every loss evaluation.
     """
     return transfer(content, style, **options).to_pil()

@@ -18,7 +18,8 @@ from .backbones import create_backbone, list_backbones
 from .callbacks import Chain, FrameSaver, ProgressBar, TraceRecorder
 from .errors import StylelabError, WeightsUnavailableError
 from .images import MAX_SIZE, check_writable, output_format, save_image, side_by_side
-from .optimize import OPTIMIZERS
+from .backbones.clip import GRAM_NORMS, GRAMS
+from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(transfer).parameters.items()
             if p.default is not inspect.Parameter.empty}
@@ -101,13 +102,20 @@ def build_parser() -> Parser:
                    help="α of eq. 2.4 (default: the backbone's)")
     t.add_argument("--style-weight", type=_nonneg_float, default=d["style_weight"], metavar="BETA",
                    help="β of eq. 2.4 (default: the backbone's)")
-    t.add_argument("--tv-weight", type=_nonneg_float, default=d["tv_weight"], help="total-variation weight")
+    t.add_argument("--tv-weight", type=_nonneg_float, default=d["tv_weight"],
+                   help="total-variation weight (default: the backbone's: 0, or 1 for clip-vit-b16)")
+    t.add_argument("--feature-transform", choices=FEATURE_TRANSFORMS, default=d["feature_transform"],
+                   help="softmax: SWAG's activation smoothing before Grams and content (helps residual nets)")
     t.add_argument("--content-layers", default=d["content_layers"], metavar="L[:W],…",
                    help="content layers with optional weights (default: the backbone's, relu4_2 for vgg19)")
     t.add_argument("--style-layers", default=d["style_layers"], metavar="L[:W],…",
                    help="style layers with optional weights, e.g. relu1_1:0.2,relu2_1 (default weight (64/N)²)")
     t.add_argument("--pooling", choices=("max", "avg"), default=d["pooling"],
                    help="VGG pooling (default max; Gatys et al. used avg)")
+    t.add_argument("--gram", choices=GRAMS, default=d["gram"],
+                   help="ViT style statistic: channel Gram (default) or the seed's token Gram (eq. 2.5)")
+    t.add_argument("--gram-norm", choices=GRAM_NORMS, default=d["gram_norm"],
+                   help="token Gram: divide by the embedding size as the seed's code (default) or none")
     t.add_argument("--init", default=d["init"], metavar="content|random|PATH", help="starting image")
     t.add_argument("--save-every", type=_int_in(0, 10**6), default=0, metavar="N",
                    help="also save the image every N iterations as OUT.00050.png …")
@@ -172,7 +180,7 @@ def cmd_transfer(args) -> int:
     _run_transfer(args, args.content, args.style, output, optimizer=args.optimizer, lr=args.lr,
                   content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
                   content_layers=args.content_layers, style_layers=args.style_layers, pooling=args.pooling,
-                  init=args.init)
+                  gram=args.gram, gram_norm=args.gram_norm, feature_transform=args.feature_transform, init=args.init)
     return 0
 
 

@@ -81,3 +81,19 @@ def total_variation(image: Tensor) -> Tensor:
     dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).flatten(1).mean(1)
     dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).flatten(1).mean(1)
     return dx + dy
+
+
+def softmax_transform(features: Tensor) -> Tensor:
+    """SWAG's activation smoothing (Wang, Li & Vasconcelos, CVPR 2021): a softmax over each feature
+    map's activations, i.e. per image and channel over the positions. Not in the seed.
+
+    (B, C, H, W) maps: softmax over H·W; (B, T, D) tokens: softmax over the T tokens of each channel.
+    Departure: the result is multiplied by the number of positions, so its mean is 1 rather than
+    1/M; a constant factor per layer (like a layer weight) that keeps the losses in fp32's useful range.
+    """
+    if features.ndim == 4:
+        flat = features.flatten(2)
+        return (flat.softmax(-1) * flat.shape[-1]).view_as(features)
+    if features.ndim == 3:
+        return features.softmax(1) * features.shape[1]
+    raise ValueError(f"features must be (B, C, H, W) or (B, T, D), got {tuple(features.shape)}")

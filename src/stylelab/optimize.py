@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .backbones.base import Backbone
 from .errors import NonFiniteLossError, StylelabError
-from .losses import content_loss, normalized_gram, style_layer_loss, style_loss, total_loss, total_variation
+from .losses import content_loss, softmax_transform, style_layer_loss, style_loss, total_loss, total_variation
 
 OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
@@ -32,6 +32,10 @@ class LossSpec:
     content_weight: float  # α
     style_weight: float  # β
     tv_weight: float = 0.0
+    feature_transform: str = "none"  # "none" or "softmax" (SWAG), applied before Grams and content
+
+
+FEATURE_TRANSFORMS = ("none", "softmax")
 
 
 @dataclass(frozen=True)
@@ -59,21 +63,30 @@ class StyleObjective:
 
     def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
                  spec: LossSpec):
+        if spec.feature_transform not in FEATURE_TRANSFORMS:
+            raise StylelabError(f"unknown feature transform {spec.feature_transform!r}; "
+                                f"choose {', '.join(FEATURE_TRANSFORMS)}")
         self.backbone, self.spec = backbone, spec
         self.layers = list(dict.fromkeys([*spec.content_layers, *spec.style_layers]))
         with torch.no_grad():
-            feats = backbone(content, list(spec.content_layers))
+            feats = self.features(content, list(spec.content_layers))
             self.content_targets = {n: feats[n].detach() for n in spec.content_layers}
             self.style_targets: dict[str, Tensor] = {}
             for style, b in zip(styles, blend):
-                feats = backbone(style, list(spec.style_layers))
+                feats = self.features(style, list(spec.style_layers))
                 for n in spec.style_layers:
                     # Several styles blend at the level of their Gram statistics, never as pixels.
-                    a = b * normalized_gram(backbone.style_features(n, feats[n]))
+                    a = b * backbone.style_gram(n, feats[n])
                     self.style_targets[n] = self.style_targets[n] + a if n in self.style_targets else a
 
+    def features(self, image: Tensor, names: list[str]) -> dict[str, Tensor]:
+        feats = self.backbone(image, names)
+        if self.spec.feature_transform == "softmax":
+            feats = {n: softmax_transform(f) for n, f in feats.items()}
+        return feats
+
     def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        feats = self.backbone(image, self.layers)
+        feats = self.features(image, self.layers)
         content_parts = []
         for n in self.spec.content_layers:
             f = feats[n]
@@ -82,8 +95,8 @@ class StyleObjective:
             content_parts.append(content_loss(f, self.content_targets[n]) / f[0].numel())
         style_parts = []
         for n in self.spec.style_layers:
-            f = self.backbone.style_features(n, feats[n])
-            style_parts.append(style_layer_loss(normalized_gram(f), self.style_targets[n], f.shape[1], 1))
+            g = self.backbone.style_gram(n, feats[n])  # (B, N, N), already divided by M
+            style_parts.append(style_layer_loss(g, self.style_targets[n], g.shape[1], 1))
         c_w = self.spec.content_layers
         content = sum(c_w[n] * part for n, part in zip(c_w, content_parts)) if c_w else image.new_zeros(1)
         style = style_loss(dict(zip(self.spec.style_layers, style_parts)), self.spec.style_layers)

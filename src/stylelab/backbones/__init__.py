@@ -2,7 +2,7 @@
 
 from .base import Backbone, LayerInfo, channel_rule_weight
 from .registry import BackboneEntry, create_backbone, get_entry, list_backbones, register_backbone
-from . import vgg  # noqa: F401  (registers vgg19)
+from . import clip, vgg  # noqa: F401  (register the backbones)
 
 __all__ = [
     "Backbone",

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import StylelabError
-from ..losses import flatten_maps
+from ..losses import flatten_maps, normalized_gram
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Backbone(nn.Module):
     default_style_layers: Sequence[str] = ()
     default_content_weight: float = 1.0
     default_style_weight: float = 1.0
+    default_tv_weight: float = 0.0
+    input_multiple: int = 1  # image sides are rounded to a multiple of this (16 for ViT patches)
+    style_needs_content_size: bool = False  # True when the style statistic depends on the token count
 
     def __init__(self, layers: Sequence[LayerInfo], weights_source: str):
         super().__init__()
@@ -89,6 +92,10 @@ class Backbone(nn.Module):
     def style_features(self, name: str, features: Tensor) -> Tensor:
         """Layer output -> the (B, N, M) matrix F^l whose Gram is the style representation."""
         return flatten_maps(features)
+
+    def style_gram(self, name: str, features: Tensor) -> Tensor:
+        """The style representation compared by eq. 2.3: the Gram of ``style_features`` divided by M."""
+        return normalized_gram(self.style_features(name, features))
 
     def truncate(self, names: Iterable[str]) -> None:
         """Drop whatever is deeper than the deepest of ``names`` (saves memory and time)."""
