@@ -258,3 +258,13 @@ def test_cli_end_to_end_loss_falls_tenfold(capsys, tmp_path, content_path, style
     assert records[0]["loss"] / records[-1]["loss"] >= 10
     with Image.open(out) as img:
         assert img.size == (64, 48)
+
+
+def test_vit_defaults_round_sizes_and_apply_tv(content_path, style_path):
+    from stylelab import transfer
+
+    vit = transfer(content_path, style_path, backbone="clip-vit-b16", weights="random", size=72, iterations=2,
+                   device="cpu")
+    assert vit.loss.tv_weight == 1.0 and vit.image.shape[-2:] == (48, 64)  # 72x54 rounded to multiples of 16
+    vgg = transfer(content_path, style_path, weights="random", size=72, iterations=2, device="cpu")
+    assert vgg.loss.tv_weight == 0.0 and vgg.image.shape[-2:] == (54, 72)

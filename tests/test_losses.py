@@ -83,3 +83,18 @@ def test_total_variation_by_hand():
     dy = sum((img[0, c, y + 1, x] - img[0, c, y, x]) ** 2 for c in range(2) for y in range(2) for x in range(4)) / 16
     assert total_variation(img).item() == pytest.approx((dx + dy).item(), rel=1e-12)
     assert total_variation(torch.ones(1, 3, 5, 5)).item() == 0
+
+
+def test_softmax_transform_per_feature_map_by_hand():
+    from stylelab.losses import softmax_transform
+
+    maps = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    out = softmax_transform(maps)
+    b, c = 1, 2
+    e = torch.exp(maps[b, c])
+    torch.testing.assert_close(out[b, c], e / e.sum() * 20)  # softmax over the 4·5 positions, times M
+    torch.testing.assert_close(out.mean((2, 3)), torch.ones(2, 3, dtype=torch.float64))
+    tokens = torch.randn(2, 7, 6, dtype=torch.float64)
+    torch.testing.assert_close(softmax_transform(tokens), torch.softmax(tokens, 1) * 7)  # over tokens per channel
+    with pytest.raises(ValueError):
+        softmax_transform(torch.zeros(3, 3))
