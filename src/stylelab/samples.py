@@ -7,7 +7,7 @@ import torch
 
 
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.clip(rgb, 0, 1).astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
+    return torch.from_numpy(np.clip(rgb, 0, 1).astype(np.float32)).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def sample_content(height: int = 192, width: int = 256) -> torch.Tensor:
