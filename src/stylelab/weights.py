@@ -15,9 +15,6 @@ import torch
 
 from .errors import StylelabError, WeightsUnavailableError
 
-SPECIAL_WEIGHTS = ("pretrained", "random")
-
-
 def offline() -> bool:
     return os.environ.get("STYLELAB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 

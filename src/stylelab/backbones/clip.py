@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import StylelabError, WeightsUnavailableError
 from ..losses import gram_matrix, normalized_gram
-from ..weights import SPECIAL_WEIGHTS, missing_keys_message, offline, read_checkpoint
+from ..weights import missing_keys_message, offline, read_checkpoint
 from .base import Backbone, LayerInfo
 from .registry import register_backbone
 
@@ -137,8 +137,6 @@ def _load_tower(arch: str, weights: str, seed: int, expected_key: str, what: str
         state, source = fetch_pretrained(arch)
         load_into(visual, visual_state(state, source, expected_key), source, what)
         return visual, source
-    if weights in SPECIAL_WEIGHTS:
-        raise AssertionError(weights)
     load_into(visual, visual_state(_read_any_checkpoint(weights), weights, expected_key), weights, what)
     return visual, f"checkpoint {weights}"
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from ..errors import StylelabError
-from ..weights import SPECIAL_WEIGHTS, fetch_hub_checkpoint, missing_keys_message, read_checkpoint
+from ..weights import fetch_hub_checkpoint, missing_keys_message, read_checkpoint
 from .base import Backbone, LayerInfo
 from .registry import register_backbone
 
@@ -145,7 +145,7 @@ def load_vgg19(weights: str = "pretrained", seed: int = 0, pooling: str = "max")
         entry = VGG19_Weights.IMAGENET1K_V1
         state, fmt = _features_state(fetch_hub_checkpoint(entry.url, "VGG19"), entry.url)
         source = f"pretrained (torchvision {entry.name})"
-    elif weights not in SPECIAL_WEIGHTS:
+    else:  # a checkpoint path
         state, fmt = _features_state(read_checkpoint(weights, "VGG19"), weights)
         source = f"checkpoint {weights} ({'vgg_conv.pth' if fmt == 'caffe' else 'torchvision'} format)"
     try:
