@@ -2,6 +2,7 @@
 
 import json
 import os
+from contextlib import nullcontext
 import subprocess
 import sys
 
@@ -138,7 +139,7 @@ def test_bad_input_one_line_exit_2_no_output(capsys, tmp_path, content_path, sty
         defaults = ["--weights", "random", "--size", "48", "--iterations", "4"]
     before = set(os.listdir(tmp_path))
     with pytest.raises(SystemExit) if case in ("size zero", "size absurd", "size not a number",
-                                               "unknown optimizer", "negative weight", "nan weight") else _nothing():
+                                               "unknown optimizer", "negative weight", "nan weight") else nullcontext():
         code = main(["transfer", *argv, *defaults])
         assert code == 2
     err = capsys.readouterr().err
@@ -146,14 +147,6 @@ def test_bad_input_one_line_exit_2_no_output(capsys, tmp_path, content_path, sty
     assert len(error_lines) == 1 and expected in error_lines[0], err
     assert "Traceback" not in err
     assert set(os.listdir(tmp_path)) == before  # no output, no temp file
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _cli(*args, env_extra=None, cwd=None):

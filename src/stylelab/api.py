@@ -18,7 +18,9 @@ from .backbones import Backbone, channel_rule_weight, create_backbone
 from .errors import StylelabError
 from .images import MAX_SIZE, load_image, pil_to_tensor, resize, size_for_long_edge, tensor_to_pil
 from .layerspec import parse_layer_spec
-from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS, LossSpec, ProgressEvent, StyleObjective, initial_image, optimize
+from .optimize import (
+    OPTIMIZERS, LossSpec, ProgressEvent, StyleObjective, check_feature_transform, initial_image, optimize,
+)
 from .runtime import device_name, resolve_device, strict_fp32
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
@@ -121,8 +123,7 @@ def transfer(
                         ("tv weight", tv_weight)):
         _positive_number(name, value)
     _positive_number("learning rate", lr, allow_zero=False)
-    if feature_transform not in FEATURE_TRANSFORMS:
-        raise StylelabError(f"unknown feature transform {feature_transform!r}; choose {', '.join(FEATURE_TRANSFORMS)}")
+    check_feature_transform(feature_transform)  # before any weights are loaded
     if isinstance(init, str) and init not in ("content", "random"):
         init = as_tensor(init)  # a path: fail now, before any weights are loaded
     dev = resolve_device(device)

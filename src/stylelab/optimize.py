@@ -38,6 +38,11 @@ class LossSpec:
 FEATURE_TRANSFORMS = ("none", "softmax")
 
 
+def check_feature_transform(name: str) -> None:
+    if name not in FEATURE_TRANSFORMS:
+        raise StylelabError(f"unknown feature transform {name!r}; choose {', '.join(FEATURE_TRANSFORMS)}")
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     """One loss evaluation. Losses are unweighted by α/β; ``loss`` is the weighted total."""
@@ -63,9 +68,7 @@ class StyleObjective:
 
     def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
                  spec: LossSpec):
-        if spec.feature_transform not in FEATURE_TRANSFORMS:
-            raise StylelabError(f"unknown feature transform {spec.feature_transform!r}; "
-                                f"choose {', '.join(FEATURE_TRANSFORMS)}")
+        check_feature_transform(spec.feature_transform)
         self.backbone, self.spec = backbone, spec
         self.layers = list(dict.fromkeys([*spec.content_layers, *spec.style_layers]))
         with torch.no_grad():

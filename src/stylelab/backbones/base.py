@@ -33,6 +33,19 @@ def channel_rule_weight(channels: int) -> float:
     return (64.0 / channels) ** 2
 
 
+def run_named_sequence(steps: Iterable[tuple[str | None, nn.Module]], x: Tensor, names: Sequence[str],
+                       deepest: str) -> dict[str, Tensor]:
+    """Apply modules in order, keep the outputs whose names are asked for, stop after ``deepest``."""
+    wanted, out = set(names), {}
+    for name, module in steps:
+        x = module(x)
+        if name in wanted:
+            out[name] = x
+        if name == deepest:
+            break
+    return out
+
+
 class Backbone(nn.Module):
     """A frozen feature extractor.
 

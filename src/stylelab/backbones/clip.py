@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..errors import StylelabError, WeightsUnavailableError
 from ..losses import gram_matrix, normalized_gram
 from ..weights import missing_keys_message, offline, read_checkpoint
-from .base import Backbone, LayerInfo
+from .base import Backbone, LayerInfo, run_named_sequence
 from .registry import register_backbone
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -251,14 +251,7 @@ class ClipRN50Sequential(_ClipBackbone):
         self.steps = steps  # shares the tower's modules (and parameters); not registered twice
 
     def forward_features(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-        wanted, deepest, out = set(names), self.deepest(names).name, {}
-        for name, module in self.steps:
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-            if name == deepest:
-                break
-        return out
+        return run_named_sequence(self.steps, x, names, self.deepest(names).name)
 
 
 # -- ViT-B/16 ------------------------------------------------------------------------------------------
@@ -325,8 +318,9 @@ class ClipViTB16(_ClipBackbone):
         return v.ln_pre(v.patch_dropout(x))
 
     def forward_features(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-        if x.shape[-1] % 16 or x.shape[-2] % 16:
-            raise StylelabError(f"clip-vit-b16 needs image sides that are multiples of 16, got {tuple(x.shape[-2:])}")
+        m = self.input_multiple
+        if x.shape[-1] % m or x.shape[-2] % m:
+            raise StylelabError(f"{self.name} needs image sides that are multiples of {m}, got {tuple(x.shape[-2:])}")
         tokens = self.embed(x)
         transformer = self.visual.transformer
         batch_first = getattr(transformer, "batch_first", True)

@@ -18,7 +18,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from ..errors import StylelabError
 from ..weights import fetch_hub_checkpoint, missing_keys_message, read_checkpoint
-from .base import Backbone, LayerInfo
+from .base import Backbone, LayerInfo, run_named_sequence
 from .registry import register_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,17 +77,11 @@ class VGG19(Backbone):
         return (image - self.mean) / self.std
 
     def forward_features(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-        wanted = set(names)
-        last = max(self._index[n] for n in names)
-        if last >= len(self.features):
-            raise StylelabError(f"layer {self._name_at[last]} was truncated away")
-        out = {}
-        for index, module in enumerate(self.features[: last + 1]):
-            x = module(x)
-            name = self._name_at[index]
-            if name in wanted:
-                out[name] = x
-        return out
+        deepest = self.deepest(names).name
+        if self._index[deepest] >= len(self.features):
+            raise StylelabError(f"layer {deepest} was truncated away")
+        steps = ((self._name_at[i], module) for i, module in enumerate(self.features))
+        return run_named_sequence(steps, x, names, deepest)
 
     def truncate(self, names: Iterable[str]) -> None:
         last = max(self._index[self.layer(n).name] for n in names)
