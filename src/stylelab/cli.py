@@ -1,4 +1,4 @@
-"""Command line: ``stylelab transfer | demo | backbones | layers``.
+"""Command line: ``stylelab transfer | demo | features | sweep | compare | evaluate | backbones | layers``.
 
 Defaults come from ``api.transfer``'s signature, so the CLI and the Python API never disagree.
 Every user error is one line on stderr and exit code 2, never a traceback.
@@ -9,15 +9,21 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
 from .api import transfer
-from .backbones import create_backbone, list_backbones
+from .backbones import create_backbone, get_entry, list_backbones
 from .callbacks import Chain, FrameSaver, ProgressBar, TraceRecorder
 from .errors import StylelabError, WeightsUnavailableError
-from .images import MAX_SIZE, check_writable, output_format, save_image, side_by_side
+from .images import (
+    MAX_SIZE, check_writable, load_image, output_format, resize, save_image, side_by_side, write_atomically,
+)
+from .layerspec import parse_layer_spec
+from .runtime import resolve_device, strict_fp32
+from .study.environment import environment
 from .backbones.clip import GRAM_NORMS, GRAMS
 from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS
 
@@ -71,9 +77,10 @@ def _pos_float(text: str) -> float:
     return value
 
 
-def _add_run_options(p: argparse.ArgumentParser, size: int, iterations: int) -> None:
+def _add_run_options(p: argparse.ArgumentParser, size: int, iterations: int, backbone: bool = True) -> None:
     d = DEFAULTS
-    p.add_argument("--backbone", default=d["backbone"], help="registered backbone (see 'stylelab backbones')")
+    if backbone:
+        p.add_argument("--backbone", default=d["backbone"], help="registered backbone (see 'stylelab backbones')")
     p.add_argument("--weights", default=d["weights"], metavar="pretrained|random|PATH",
                    help="pretrained (downloaded once, cached), random (seeded init) or a checkpoint file")
     p.add_argument("--size", type=_int_in(1, MAX_SIZE), default=size, metavar="PX", help="long edge of the output")
@@ -82,6 +89,45 @@ def _add_run_options(p: argparse.ArgumentParser, size: int, iterations: int) -> 
     p.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=d["seed"], help="seeds random init and noise")
     p.add_argument("--quiet", action="store_true", help="no progress bar or info lines")
+
+
+def _add_study_options(p: argparse.ArgumentParser) -> None:
+    """The judges of quality metrics, and resuming."""
+    p.add_argument("--judge", default="vgg19", help="backbone that measures the Gram style distance")
+    p.add_argument("--judge-weights", default="pretrained", metavar="pretrained|random|PATH",
+                   help="the judge's weights (random: for testing only)")
+    p.add_argument("--lpips-weights", default="pretrained", metavar="pretrained|PATH",
+                   help="AlexNet weights for LPIPS (torchvision's, or a checkpoint in its format)")
+    p.add_argument("--inception-weights", default="pretrained", metavar="pretrained|PATH",
+                   help="ArtFID's Inception-v3 (matthias-wright/art_inception on the HF hub, or a file)")
+    if p.prog.split()[-1] != "evaluate":
+        p.add_argument("--fresh", action="store_true", help="redo runs that finished earlier")
+
+
+def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
+    """Everything that shapes the objective (and the optimizer); shared by transfer, sweep and compare."""
+    d = DEFAULTS
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"], help="L-BFGS as in the seed, or Adam")
+    p.add_argument("--lr", type=_pos_float, default=d["lr"], help="step size (default: 1 for lbfgs, 0.02 for adam)")
+    p.add_argument("--content-weight", type=_nonneg_float, default=d["content_weight"], metavar="ALPHA",
+                   help="α of eq. 2.4 (default: the backbone's)")
+    p.add_argument("--style-weight", type=_nonneg_float, default=d["style_weight"], metavar="BETA",
+                   help="β of eq. 2.4 (default: the backbone's)")
+    p.add_argument("--tv-weight", type=_nonneg_float, default=d["tv_weight"],
+                   help="total-variation weight (default: the backbone's: 0, or 1 for clip-vit-b16)")
+    p.add_argument("--feature-transform", choices=FEATURE_TRANSFORMS, default=d["feature_transform"],
+                   help="softmax: SWAG's activation smoothing before Grams and content (helps residual nets)")
+    if layers:
+        p.add_argument("--content-layers", default=d["content_layers"], metavar="L[:W],…",
+                       help="content layers with optional weights (default: the backbone's, relu4_2 for vgg19)")
+        p.add_argument("--style-layers", default=d["style_layers"], metavar="L[:W],…",
+                       help="style layers with optional weights, e.g. relu1_1:0.2,relu2_1 (default weight (64/N)²)")
+    p.add_argument("--pooling", choices=("max", "avg"), default=d["pooling"],
+                   help="VGG pooling (default max; Gatys et al. used avg)")
+    p.add_argument("--gram", choices=GRAMS, default=d["gram"],
+                   help="ViT style statistic: channel Gram (default) or the seed's token Gram (eq. 2.5)")
+    p.add_argument("--gram-norm", choices=GRAM_NORMS, default=d["gram_norm"],
+                   help="token Gram: divide by the embedding size as the seed's code (default) or none")
 
 
 def build_parser() -> Parser:
@@ -96,26 +142,7 @@ def build_parser() -> Parser:
     t.add_argument("style", metavar="STYLE", help="style image")
     t.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png .jpg .webp .tif)")
     _add_run_options(t, d["size"], d["iterations"])
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"], help="L-BFGS as in the seed, or Adam")
-    t.add_argument("--lr", type=_pos_float, default=d["lr"], help="step size (default: 1 for lbfgs, 0.02 for adam)")
-    t.add_argument("--content-weight", type=_nonneg_float, default=d["content_weight"], metavar="ALPHA",
-                   help="α of eq. 2.4 (default: the backbone's)")
-    t.add_argument("--style-weight", type=_nonneg_float, default=d["style_weight"], metavar="BETA",
-                   help="β of eq. 2.4 (default: the backbone's)")
-    t.add_argument("--tv-weight", type=_nonneg_float, default=d["tv_weight"],
-                   help="total-variation weight (default: the backbone's: 0, or 1 for clip-vit-b16)")
-    t.add_argument("--feature-transform", choices=FEATURE_TRANSFORMS, default=d["feature_transform"],
-                   help="softmax: SWAG's activation smoothing before Grams and content (helps residual nets)")
-    t.add_argument("--content-layers", default=d["content_layers"], metavar="L[:W],…",
-                   help="content layers with optional weights (default: the backbone's, relu4_2 for vgg19)")
-    t.add_argument("--style-layers", default=d["style_layers"], metavar="L[:W],…",
-                   help="style layers with optional weights, e.g. relu1_1:0.2,relu2_1 (default weight (64/N)²)")
-    t.add_argument("--pooling", choices=("max", "avg"), default=d["pooling"],
-                   help="VGG pooling (default max; Gatys et al. used avg)")
-    t.add_argument("--gram", choices=GRAMS, default=d["gram"],
-                   help="ViT style statistic: channel Gram (default) or the seed's token Gram (eq. 2.5)")
-    t.add_argument("--gram-norm", choices=GRAM_NORMS, default=d["gram_norm"],
-                   help="token Gram: divide by the embedding size as the seed's code (default) or none")
+    _add_loss_options(t)
     t.add_argument("--init", default=d["init"], metavar="content|random|PATH", help="starting image")
     t.add_argument("--save-every", type=_int_in(0, 10**6), default=0, metavar="N",
                    help="also save the image every N iterations as OUT.00050.png …")
@@ -127,6 +154,57 @@ def build_parser() -> Parser:
     demo.add_argument("-o", "--output", default="demo.png", metavar="OUT")
     _add_run_options(demo, 256, 300)
     demo.set_defaults(run=cmd_demo)
+
+    f = sub.add_parser("features", help="picture a backbone's feature maps (grid per layer, optional PCA)",
+                       formatter_class=HelpFormatter)
+    f.add_argument("image", metavar="IMAGE")
+    f.add_argument("-o", "--output", required=True, metavar="OUT.png")
+    f.add_argument("--backbone", default=d["backbone"], help="registered backbone (see 'stylelab backbones')")
+    f.add_argument("--layers", metavar="L1,L2,…",
+                   help="layers to show (default: the backbone's content and style layers)")
+    f.add_argument("--weights", default=d["weights"], metavar="pretrained|random|PATH")
+    f.add_argument("--size", type=_int_in(1, MAX_SIZE), default=512, metavar="PX", help="long edge of the input")
+    f.add_argument("--channels", type=_int_in(1, 4096), default=16, metavar="N", help="first N channels per layer")
+    f.add_argument("--pca", action="store_true", help="add a 3-component PCA colour view of each layer")
+    f.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")
+    f.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=d["seed"], help="seeds random weights")
+    f.add_argument("--quiet", action="store_true", help="no info lines")
+    f.set_defaults(run=cmd_features)
+
+    sw = sub.add_parser("sweep", help="one transfer per layer configuration: contact sheet + results table",
+                        formatter_class=HelpFormatter)
+    sw.add_argument("content", metavar="CONTENT")
+    sw.add_argument("style", metavar="STYLE")
+    sw.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for sheet.png, runs/, results.*")
+    sw.add_argument("--style-layers", nargs="+", required=True, metavar="L,L,…",
+                    help="one or more style-layer configurations (columns of the sheet)")
+    sw.add_argument("--content-layers", nargs="+", default=[None], metavar="L,…",
+                    help="one or more content-layer configurations (rows; default: the backbone's)")
+    _add_run_options(sw, d["size"], d["iterations"])
+    _add_loss_options(sw, layers=False)
+    _add_study_options(sw)
+    sw.set_defaults(run=cmd_sweep)
+
+    cp = sub.add_parser("compare", help="the same transfer through several backbones: sheet, curves, table",
+                        formatter_class=HelpFormatter)
+    cp.add_argument("content", metavar="CONTENT")
+    cp.add_argument("styles", nargs="+", metavar="STYLE")
+    cp.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for sheet.png, curves.png, results.*")
+    cp.add_argument("--backbones", default="vgg19,clip-rn50,clip-rn50-sequential,clip-vit-b16", metavar="B1,B2,…")
+    _add_run_options(cp, d["size"], d["iterations"], backbone=False)
+    _add_loss_options(cp, layers=False)
+    _add_study_options(cp)
+    cp.set_defaults(run=cmd_compare)
+
+    ev = sub.add_parser("evaluate", help="quality metrics of stylized images (files or folders)",
+                        formatter_class=HelpFormatter)
+    ev.add_argument("--content", required=True, metavar="FILE|DIR")
+    ev.add_argument("--style", required=True, metavar="FILE|DIR")
+    ev.add_argument("--output", required=True, metavar="FILE|DIR", help="the stylized image(s) to judge")
+    ev.add_argument("--json", metavar="FILE.json", help="also write the results as JSON")
+    ev.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")
+    _add_study_options(ev)
+    ev.set_defaults(run=cmd_evaluate)
 
     b = sub.add_parser("backbones", help="list registered backbones")
     b.set_defaults(run=cmd_backbones)
@@ -177,11 +255,17 @@ def cmd_transfer(args) -> int:
     output_format(output)
     if args.trace:
         check_writable(args.trace)
-    _run_transfer(args, args.content, args.style, output, optimizer=args.optimizer, lr=args.lr,
-                  content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-                  content_layers=args.content_layers, style_layers=args.style_layers, pooling=args.pooling,
-                  gram=args.gram, gram_norm=args.gram_norm, feature_transform=args.feature_transform, init=args.init)
+    _run_transfer(args, args.content, args.style, output, content_layers=args.content_layers,
+                  style_layers=args.style_layers, init=args.init, **_loss_options(args))
     return 0
+
+
+def _loss_options(args) -> dict:
+    return {name: getattr(args, name) for name in LOSS_OPTIONS}
+
+
+LOSS_OPTIONS = ("optimizer", "lr", "content_weight", "style_weight", "tv_weight", "feature_transform", "pooling",
+                "gram", "gram_norm")
 
 
 def cmd_demo(args) -> int:
@@ -203,6 +287,125 @@ def cmd_demo(args) -> int:
     sheet = output.with_name(f"{output.stem}-sheet{output.suffix}")
     save_image(side_by_side([content, style, result.image], height=result.image.shape[-2]), sheet)
     _info(args, f"wrote {sheet} (content | style | result)")
+    return 0
+
+
+def _judges(args):
+    from .study.evaluate import Judges
+
+    judges = Judges(args.judge, args.judge_weights, args.lpips_weights, args.inception_weights,
+                    resolve_device(args.device))
+    for name, reason in judges.unavailable.items():
+        print(f"stylelab: metric {name} unavailable: {reason}", file=sys.stderr)
+    return judges
+
+
+def _output_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise StylelabError(f"output must be a folder, but {out} is a file")
+    if not out.parent.is_dir():
+        raise StylelabError(f"the folder that should hold {out} does not exist: {out.parent}")
+    return out
+
+
+def _check_layers(backbone: str, options: dict, configurations: list[tuple[str | None, str | None]]) -> None:
+    """All layer names valid for the backbone before any run starts (an error lists the valid ones)."""
+    from .api import resolve_layers
+
+    net = create_backbone(backbone, "random", pooling=options.get("pooling"), gram=options.get("gram"),
+                          gram_norm=options.get("gram_norm"))
+    for content_layers, style_layers in configurations:
+        resolve_layers(net, content_layers, style_layers)
+
+
+def _run_options(args) -> dict:
+    return {"weights": args.weights, "size": args.size, "iterations": args.iterations, "seed": args.seed,
+            "device": args.device, **_loss_options(args)}
+
+
+def cmd_features(args) -> int:
+    from .api import as_tensor, _fit
+    from .study.features import features_sheet, layer_pictures
+
+    output = check_writable(args.output)
+    output_format(output)
+    image = as_tensor(args.image)
+    dev = resolve_device(args.device)
+    net = create_backbone(args.backbone, args.weights, seed=args.seed)
+    if "random init" in net.weights_source:
+        print(f"stylelab: {net.name} has random weights — not what a trained network sees", file=sys.stderr)
+    if args.layers:
+        layers = [net.layer(n).name for n in parse_layer_spec(args.layers, "layers")]
+    else:
+        layers = list(dict.fromkeys([*net.default_content_layers, *net.default_style_layers]))
+        layers.sort(key=net.layer_names.index)
+    image = resize(image, _fit(image, args.size, net.input_multiple))
+    net.truncate(layers)
+    net.to(dev)
+    with strict_fp32():
+        pictures = layer_pictures(net, image.to(dev), layers, count=args.channels, pca=args.pca)
+    save_image(features_sheet(net, image, pictures, Path(args.image).name), output)
+    _info(args, f"wrote {output}: {len(layers)} layers ({', '.join(layers)})")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .study.sweep import sweep
+
+    out = _output_dir(args.output)
+    load_image(args.content), load_image(args.style)  # fail on bad inputs before anything runs
+    options = {"backbone": args.backbone, **_run_options(args)}
+    _check_layers(args.backbone, options, [(c, s) for c in args.content_layers for s in args.style_layers])
+    judges = _judges(args)
+    out.mkdir(exist_ok=True)
+    records = sweep(Path(args.content), Path(args.style), out, style_layers=args.style_layers,
+                    content_layers=args.content_layers, options=options, judges=judges, fresh=args.fresh,
+                    quiet=args.quiet, log=lambda m: _info(args, m))
+    _info(args, f"wrote {out / 'sheet.png'}, {out / 'results.json'}, {out / 'results.md'} ({len(records)} runs)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .study.compare import compare
+
+    out = _output_dir(args.output)
+    load_image(args.content)
+    for style in args.styles:
+        load_image(style)
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    if not backbones:
+        raise StylelabError("--backbones needs at least one name")
+    for name in backbones:
+        get_entry(name)  # unknown names list the registered ones
+    options = _run_options(args)
+    judges = _judges(args)
+    out.mkdir(exist_ok=True)
+    records = compare(Path(args.content), [Path(s) for s in args.styles], backbones, out, options=options,
+                      judges=judges, fresh=args.fresh, quiet=args.quiet, log=lambda m: _info(args, m))
+    _info(args, f"wrote {out / 'sheet.png'}, {out / 'curves.png'}, {out / 'results.json'} ({len(records)} runs)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from .study.evaluate import evaluate_paths, metrics_table
+
+    if args.json:
+        check_writable(args.json)
+    judges = _judges(args)
+    result = evaluate_paths(args.content, args.style, args.output, judges)
+    print(metrics_table([(Path(r["output"]).name, r["metrics"]) for r in result["images"]]))
+    sets = {k: v for k, v in result["set"].items() if v is not None}
+    if sets:
+        print("set: " + ", ".join(f"{k} {v:.4g}" for k, v in sets.items()))
+    for name, what in result["judges"].items():
+        print(f"# {name}: {what}")
+    if args.json:
+        env = environment(resolve_device(args.device))
+        write_atomically(args.json, lambda tmp: Path(tmp).write_text(
+            json.dumps({"environment": env, **result}, indent=1) + "\n"))
     return 0
 
 
@@ -235,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stylelab: interrupted; no output written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `stylelab layers vgg19 | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -24,11 +24,15 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def fetch_hub_checkpoint(url: str, what: str) -> Mapping[str, torch.Tensor]:
-    """Load a checkpoint through torch.hub's cache (download + hash check on a miss)."""
+def fetch_hub_checkpoint(url: str, what: str, option: str = "--weights") -> Mapping[str, torch.Tensor]:
+    """Load a checkpoint through torch.hub's cache (download + hash check on a miss).
+
+    ``option`` names the command-line flag that takes a local file instead (in the error message).
+    """
     filename = os.path.basename(url)
     cached = hub_checkpoint_dir() / filename
-    hint = f"put {filename} in {cached.parent} or pass --weights PATH (or --weights random)"
+    hint = f"put {filename} in {cached.parent} or pass {option} PATH" + \
+        (" (or --weights random)" if option == "--weights" else "")
     if offline() and not cached.exists():
         raise WeightsUnavailableError(f"pretrained {what} weights are not cached and STYLELAB_OFFLINE is set; {hint}")
     try:
@@ -38,6 +42,21 @@ def fetch_hub_checkpoint(url: str, what: str) -> Mapping[str, torch.Tensor]:
         raise WeightsUnavailableError(f"could not download pretrained {what} weights ({reason}); {hint}") from None
     except RuntimeError as exc:  # hash mismatch or a corrupt cached file
         raise WeightsUnavailableError(f"cached or downloaded {what} weights are invalid ({exc}); {hint}") from None
+
+
+def fetch_hf_file(repo: str, filename: str, what: str, option: str = "--weights") -> str:
+    """A file from the Hugging Face hub through its cache (never the network when offline); its local path."""
+    from huggingface_hub import constants, hf_hub_download
+
+    try:
+        return hf_hub_download(repo_id=repo, filename=filename, local_files_only=offline())
+    except Exception as exc:  # hub errors: not cached, offline, HTTP, connection
+        how = ("are not cached and STYLELAB_OFFLINE is set" if offline()
+               else f"could not be downloaded ({type(exc).__name__})")
+        raise WeightsUnavailableError(
+            f"pretrained {what} weights ({repo}/{filename}) {how}; put them in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}) or pass {option} PATH"
+        ) from None
 
 
 def read_checkpoint(path: str | os.PathLike, what: str) -> Mapping[str, torch.Tensor]:

@@ -106,6 +106,10 @@ class Backbone(nn.Module):
         """Layer output -> the (B, N, M) matrix F^l whose Gram is the style representation."""
         return flatten_maps(features)
 
+    def spatial_maps(self, name: str, features: Tensor, image_size: tuple[int, int]) -> Tensor:
+        """Layer output -> (B, C, h, w) maps laid out on the image grid (for pictures of features)."""
+        return features
+
     def style_gram(self, name: str, features: Tensor) -> Tensor:
         """The style representation compared by eq. 2.3: the Gram of ``style_features`` divided by M."""
         return normalized_gram(self.style_features(name, features))

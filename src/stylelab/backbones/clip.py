@@ -327,6 +327,11 @@ class ClipViTB16(_ClipBackbone):
         out = self._run_hooked(lambda: transformer(tokens if batch_first else tokens.transpose(0, 1)), names)
         return out if batch_first else {n: t.transpose(0, 1) for n, t in out.items()}
 
+    def spatial_maps(self, name: str, features: Tensor, image_size: tuple[int, int]) -> Tensor:
+        """Patch tokens (B, 1 + h·w, D) laid back on their 2-D grid: (B, D, h, w); the class token dropped."""
+        h, w = (side // self.input_multiple for side in image_size)
+        return features[:, 1:, :].transpose(1, 2).reshape(features.shape[0], -1, h, w)
+
     def style_features(self, name: str, features: Tensor) -> Tensor:
         if self.gram == "token":
             return features  # (B, N = tokens, M = channels): eq. 2.5

@@ -1,0 +1,1 @@
+"""The seed's study as commands: feature pictures, layer sweeps, backbone comparison, quality metrics."""
