@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
@@ -18,8 +18,13 @@ from .backbones import Backbone, channel_rule_weight, create_backbone
 from .errors import StylelabError
 from .images import MAX_SIZE, load_image, pil_to_tensor, resize, size_for_long_edge, tensor_to_pil
 from .layerspec import parse_layer_spec
+from .colour import (
+    check_original_colors, luminance_image, match_color_histogram, match_luminance, style_stats_noise,
+    with_content_chrominance,
+)
 from .optimize import (
-    OPTIMIZERS, LossSpec, ProgressEvent, StyleObjective, check_feature_transform, initial_image, optimize,
+    INIT_MODES, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization, StyleObjective, check_feature_transform,
+    initial_image, optimize,
 )
 from .runtime import device_name, resolve_device, strict_fp32
 
@@ -87,6 +92,38 @@ def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers
     return content, style
 
 
+def _check_scales(scales: Sequence[int] | None) -> list[int] | None:
+    if scales is None:
+        return None
+    scales = list(scales)
+    if not scales:
+        raise StylelabError("scales must list at least one size")
+    for value in scales:
+        validate_size(value)
+    if any(b <= a for a, b in zip(scales, scales[1:])):
+        raise StylelabError(f"scales must increase, got {scales}")
+    return scales
+
+
+def prepare_images(net: Backbone, content: torch.Tensor, styles: Sequence[torch.Tensor], long_edge: int,
+                   style_scale: float = 1.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Content at ``long_edge`` (sides rounded to the backbone's multiple); styles at ``long_edge × style_scale``.
+
+    The style keeps its own aspect ratio (Grams are per-position means), unless the backbone's style statistic
+    depends on the token count (token Gram): then it takes the content's exact size.
+    """
+    content = resize(content, _fit(content, long_edge, net.input_multiple))
+    if net.style_needs_content_size:
+        if style_scale != 1:
+            raise StylelabError(f"{net.name} with this Gram needs the style at the output's size: "
+                                "--style-scale must be 1 (use the channel Gram to scale the style)")
+        return content, [resize(s, tuple(content.shape[-2:])) for s in styles]
+    style_edge = max(1, round(long_edge * style_scale))
+    if style_edge > MAX_SIZE:
+        raise StylelabError(f"style scale {style_scale} makes the style {style_edge} px, above {MAX_SIZE}")
+    return content, [resize(s, _fit(s, style_edge, net.input_multiple)) for s in styles]
+
+
 def transfer(
     content: ImageInput,
     style: ImageInput | Sequence[ImageInput],
@@ -104,6 +141,9 @@ def transfer(
     content_layers: LayersInput = None,
     style_layers: LayersInput = None,
     style_blend: Sequence[float] | None = None,
+    style_scale: float = 1.0,
+    original_colors: str = "none",
+    scales: Sequence[int] | None = None,
     pooling: str | None = None,
     gram: str | None = None,
     gram_norm: str | None = None,
@@ -115,6 +155,7 @@ def transfer(
 ) -> TransferResult:
     """Gatys et al.'s style transfer of ``style`` onto ``content``; see ``stylize`` for the options."""
     validate_size(size)
+    scales = _check_scales(scales)
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise StylelabError(f"iterations must be a whole number >= 1, got {iterations!r}")
     if optimizer not in OPTIMIZERS:
@@ -123,8 +164,10 @@ def transfer(
                         ("tv weight", tv_weight)):
         _positive_number(name, value)
     _positive_number("learning rate", lr, allow_zero=False)
+    _positive_number("style scale", style_scale, allow_zero=False)
     check_feature_transform(feature_transform)  # before any weights are loaded
-    if isinstance(init, str) and init not in ("content", "random"):
+    check_original_colors(original_colors)
+    if isinstance(init, str) and init not in INIT_MODES:
         init = as_tensor(init)  # a path: fail now, before any weights are loaded
     dev = resolve_device(device)
     log = log or (lambda message: None)
@@ -138,21 +181,26 @@ def transfer(
     content_t, style_ts = as_tensor(content), [as_tensor(s) for s in styles]
     net = create_backbone(backbone, weights, seed=seed, pooling=pooling, gram=gram, gram_norm=gram_norm)
     log(f"backbone {net.name}: weights {net.weights_source}")
-    content_t = resize(content_t, _fit(content_t, size, net.input_multiple))
-    if net.style_needs_content_size:  # e.g. a token Gram: same number of tokens as the output
-        style_ts = [resize(s, tuple(content_t.shape[-2:])) for s in style_ts]
-    else:  # the style keeps its aspect ratio, scaled to the output's long edge (Grams are per-position means)
-        style_ts = [resize(s, _fit(s, size, net.input_multiple)) for s in style_ts]
-    if isinstance(init, torch.Tensor):
-        init = resize(init, tuple(content_t.shape[-2:]))
+    original_content = content_t
+    if original_colors == "histogram":  # the style's colours made the content's before anything else
+        style_ts = [match_color_histogram(s, content_t) for s in style_ts]
+    elif original_colors == "luminance":  # optimize grey images; colour comes back from the content at the end
+        style_ts = [luminance_image(match_luminance(luminance_image(s), luminance_image(content_t)))
+                    for s in style_ts]
+        content_t = luminance_image(content_t)
+        if isinstance(init, torch.Tensor):
+            init = luminance_image(init)
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
     deepest = net.deepest([*c_layers, *s_layers])
-    smallest = min(min(t.shape[-2:]) for t in [content_t, *style_ts])
-    if smallest < deepest.stride:
-        raise StylelabError(
-            f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
-            f"{smallest} px; raise --size or use shallower layers"
-        )
+    sizes = scales or [size]
+    for long_edge in sizes[:1]:
+        c, ss = prepare_images(net, content_t, style_ts, long_edge, style_scale)
+        smallest = min(min(t.shape[-2:]) for t in [c, *ss])
+        if smallest < deepest.stride:
+            raise StylelabError(
+                f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
+                f"{smallest} px; raise --size (or the first of --scales) or use shallower layers"
+            )
     net.truncate([*c_layers, *s_layers])
     net.to(dev)
     spec = LossSpec(
@@ -164,24 +212,50 @@ def transfer(
         feature_transform=feature_transform,
     )
     last: list[ProgressEvent] = []
+    total = iterations * len(sizes)
+    offset = {"iterations": 0, "seconds": 0.0}
+    stopped = []
 
     def on_progress(event: ProgressEvent) -> None:
+        # Pyramid scales count on from the previous ones, so progress bars and traces see one run.
+        event = replace(event, iteration=event.iteration + offset["iterations"], iterations=total,
+                        elapsed=event.elapsed + offset["seconds"])
         last[:] = [event]
         if callback is not None:
-            callback(event)
+            try:
+                callback(event)
+            except StopOptimization:
+                stopped.append(True)
+                raise
 
     torch.manual_seed(seed)
     start = time.perf_counter()
+    image = None
     with strict_fp32():
-        content_d = content_t.to(dev)
-        objective = StyleObjective(net, content_d, [s.to(dev) for s in style_ts], blend, spec)
-        x0 = initial_image(init, content_d, seed)
-        result = optimize(objective, x0, iterations=iterations, optimizer=optimizer, lr=lr, callback=on_progress)
+        for long_edge in sizes:
+            c, ss = prepare_images(net, content_t, style_ts, long_edge, style_scale)
+            c = c.to(dev)
+            objective = StyleObjective(net, c, [s.to(dev) for s in ss], blend, spec)
+            if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
+                x0 = resize(image, tuple(c.shape[-2:]))
+            elif isinstance(init, str) and init == "style-stats":
+                x0 = style_stats_noise(ss, blend, c.shape, seed).to(dev)
+            else:
+                x0 = initial_image(init if not isinstance(init, torch.Tensor) else resize(init, tuple(c.shape[-2:])),
+                                   c, seed)
+            image = optimize(objective, x0, iterations=iterations, optimizer=optimizer, lr=lr, callback=on_progress)
+            offset["iterations"] += iterations
+            offset["seconds"] = last[0].elapsed if last else offset["seconds"]
+            if stopped:
+                break
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
-    return TransferResult(result.cpu(), net.name, net.weights_source, device_name(dev), spec, iterations, seconds,
-                          last[0] if last else None)
+    image = image.cpu()
+    if original_colors == "luminance":
+        image = with_content_chrominance(image, resize(original_content, tuple(image.shape[-2:]))).float()
+    return TransferResult(image, net.name, net.weights_source, device_name(dev), spec,
+                          last[0].iteration if last else 0, seconds, last[0] if last else None)
 
 
 def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **options) -> Image.Image:
@@ -190,8 +264,11 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     Options (defaults as in the CLI): backbone="vgg19", weights="pretrained"|"random"|path,
     size=512 (long edge), iterations=500, optimizer="lbfgs"|"adam", lr, content_weight (α),
     style_weight (β), tv_weight, content_layers / style_layers ("relu1_1:0.2,relu2_1" or a dict),
-    feature_transform="none"|"softmax", style_blend, pooling="max"|"avg" (VGG), gram="channel"|"token" and
-    gram_norm="seed"|"none" (ViT), init="content"|"random"|image, seed, device,
+    feature_transform="none"|"softmax", style_blend (weights of several styles, mixed as Gram statistics),
+    style_scale (style size relative to the output), original_colors="none"|"luminance"|"histogram",
+    scales=[128, 256, 512] (a pyramid: each scale runs ``iterations`` and starts from the previous result),
+    pooling="max"|"avg" (VGG), gram="channel"|"token" and gram_norm="seed"|"none" (ViT),
+    init="content"|"random"|"style-stats"|image, seed, device,
     callback(ProgressEvent) called after every loss evaluation.
     """
     return transfer(content, style, **options).to_pil()

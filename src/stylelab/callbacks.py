@@ -1,4 +1,4 @@
-"""Progress callbacks used by the CLI: a progress bar, a JSON trace, intermediate frames."""
+"""Progress callbacks used by the CLI: a progress bar, a JSON trace, intermediate frames, an animation."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+from PIL import Image
 from tqdm import tqdm
 
-from .images import save_image, write_atomically
+from .errors import StylelabError
+from .images import save_image, tensor_to_pil, write_atomically
 from .optimize import ProgressEvent
 
 
@@ -66,6 +69,74 @@ class FrameSaver:
         if self.every > 0 and event.iteration % self.every == 0 and event.image is not None:
             path = self.parent / f"{self.stem}.{event.iteration:05d}{self.suffix}"
             self.saved.append(save_image(event.image.clamp(0, 1), path))
+
+
+ANIMATION_FORMATS = (".gif", ".mp4")
+
+
+def check_animation_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in ANIMATION_FORMATS:
+        raise StylelabError(f"cannot tell the animation format of {path}: use .gif or .mp4")
+    return path
+
+
+class Animator:
+    """Keeps a frame every ``every`` evaluations (and the last one); ``write`` makes a GIF or an MP4.
+
+    Frames of a pyramid's smaller scales are enlarged to the final size when written.
+    """
+
+    def __init__(self, path: str | Path, every: int, fps: int = 15):
+        self.path, self.every, self.fps = check_animation_path(path), max(1, every), fps
+        self.frames: list[Image.Image] = []
+        self.written = 0  # frames in the file (the kept ones and the result)
+        self._last: tuple[int, Image.Image] | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.image is None:
+            return
+        if event.iteration % self.every == 0 or event.iteration == 1:
+            self.frames.append(tensor_to_pil(event.image.detach().clamp(0, 1).cpu()))
+            self._last = None
+        else:
+            self._last = (event.iteration, event.image)
+
+    def write(self, final: torch.Tensor | None = None) -> Path:
+        frames = list(self.frames)
+        last = final if final is not None else self._last[1].detach().clamp(0, 1).cpu() if self._last else None
+        if last is not None:
+            last = tensor_to_pil(last)
+            if not frames or frames[-1].tobytes() != last.tobytes():  # the result often is the last frame
+                frames.append(last)
+        self.written = len(frames)
+        if not frames:
+            raise StylelabError("no frames to animate")
+        size = frames[-1].size
+        if self.path.suffix.lower() == ".mp4":  # yuv420p needs even sides
+            size = (size[0] - size[0] % 2, size[1] - size[1] % 2)
+        frames = [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+        writer = self._gif if self.path.suffix.lower() == ".gif" else self._mp4
+        write_atomically(self.path, lambda tmp: writer(frames, tmp))
+        return self.path
+
+    def _gif(self, frames: list[Image.Image], tmp: str) -> None:
+        durations = [round(1000 / self.fps)] * (len(frames) - 1) + [1500]  # hold the result
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+
+    def _mp4(self, frames: list[Image.Image], tmp: str) -> None:
+        import av
+
+        with av.open(tmp, mode="w", format="mp4") as container:
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            stream = container.add_stream(codec, rate=self.fps)
+            stream.width, stream.height = frames[0].size
+            stream.pix_fmt = "yuv420p"
+            for frame in frames + [frames[-1]] * self.fps:  # hold the result for a second
+                for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
 
 
 class Chain:

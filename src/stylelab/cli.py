@@ -16,10 +16,12 @@ from pathlib import Path
 from . import __version__
 from .api import transfer
 from .backbones import create_backbone, get_entry, list_backbones
-from .callbacks import Chain, FrameSaver, ProgressBar, TraceRecorder
+from .callbacks import Animator, Chain, FrameSaver, ProgressBar, TraceRecorder, check_animation_path
+from .colour import ORIGINAL_COLORS
 from .errors import StylelabError, WeightsUnavailableError
 from .images import (
-    MAX_SIZE, check_writable, load_image, output_format, resize, save_image, side_by_side, write_atomically,
+    BIT_DEPTHS, MAX_SIZE, check_bit_depth, check_writable, load_image, output_format, resize, save_image,
+    side_by_side, write_atomically,
 )
 from .layerspec import parse_layer_spec
 from .runtime import resolve_device, strict_fp32
@@ -58,6 +60,39 @@ def _int_in(low: int, high: int):
             raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
         return value
     return parse
+
+
+def _weights_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"weights must be finite, >= 0 and not all 0, got {text}")
+    return values
+
+
+def _scales(text: str) -> list[int]:
+    """"256,512,1024" or "MIN:MAX[:FACTOR]" (factor 2 by default; the last scale is always MAX)."""
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (2, 3):
+                raise ValueError
+            low, high, factor = int(parts[0]), int(parts[1]), float(parts[2]) if len(parts) == 3 else 2.0
+            if not (1 <= low <= high <= MAX_SIZE) or not factor > 1:
+                raise argparse.ArgumentTypeError(f"need 1 <= MIN <= MAX <= {MAX_SIZE} and FACTOR > 1, got {text}")
+            scales, value = [], float(low)
+            while round(value) < high:
+                scales.append(round(value))
+                value *= factor
+            return scales + [high]
+        scales = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 256,512,1024 or 128:1024:2, got {text!r}") from None
+    if any(not 1 <= v <= MAX_SIZE for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):
+        raise argparse.ArgumentTypeError(f"scales must increase, each from 1 to {MAX_SIZE}, got {text}")
+    return scales
 
 
 def _nonneg_float(text: str) -> float:
@@ -139,11 +174,27 @@ def build_parser() -> Parser:
     t = sub.add_parser("transfer", help="render CONTENT in the style of STYLE",
                        formatter_class=HelpFormatter)
     t.add_argument("content", metavar="CONTENT", help="content image")
-    t.add_argument("style", metavar="STYLE", help="style image")
+    t.add_argument("styles", nargs="+", metavar="STYLE",
+                   help="style image(s); several are blended as Gram statistics (see --style-blend)")
     t.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png .jpg .webp .tif)")
     _add_run_options(t, d["size"], d["iterations"])
     _add_loss_options(t)
-    t.add_argument("--init", default=d["init"], metavar="content|random|PATH", help="starting image")
+    t.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
+                   help="blend weights of the styles, normalized to sum 1 (default: equal)")
+    t.add_argument("--style-scale", type=_pos_float, default=d["style_scale"], metavar="S",
+                   help="style size relative to the output: 2 = larger brush strokes, 0.5 = finer")
+    t.add_argument("--original-colors", choices=ORIGINAL_COLORS, default=d["original_colors"],
+                   help="luminance: transfer only luminance, keep the content's colours; histogram: match the "
+                        "style's colours to the content's first (Gatys et al. 2016)")
+    t.add_argument("--scales", type=_scales, default=d["scales"], metavar="S1,S2,…|MIN:MAX[:F]",
+                   help="multi-scale pyramid, e.g. 256,512,1024 or 128:1024:2; each scale runs --iterations and "
+                        "starts from the previous result; the last scale replaces --size")
+    t.add_argument("--init", default=d["init"], metavar="content|random|style-stats|PATH",
+                   help="starting image (style-stats: noise with the style's colour mean and spread)")
+    t.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=8, help="bits per channel (16: .png/.tif)")
+    t.add_argument("--animate", metavar="OUT.gif|OUT.mp4", help="also write the optimization as an animation")
+    t.add_argument("--animate-every", type=_int_in(1, 10**6), metavar="N",
+                   help="a frame every N iterations (default: about 100 frames in all)")
     t.add_argument("--save-every", type=_int_in(0, 10**6), default=0, metavar="N",
                    help="also save the image every N iterations as OUT.00050.png …")
     t.add_argument("--trace", metavar="FILE.json", help="write per-iteration time and losses as JSON")
@@ -221,10 +272,14 @@ def _info(args, message: str) -> None:
 
 
 def _run_transfer(args, content, style, output: Path, **options):
-    """Run one transfer with progress bar, frames and trace; write the output atomically."""
-    bar = ProgressBar(args.iterations, disable=args.quiet)
+    """Run one transfer with progress bar, frames, trace and animation; write the output atomically."""
+    total = args.iterations * len(options.get("scales") or [1])
+    bar = ProgressBar(total, disable=args.quiet)
     frames = FrameSaver(output, getattr(args, "save_every", 0))
     trace = TraceRecorder(args.trace, {"output": str(output)}) if getattr(args, "trace", None) else None
+    animator = None
+    if getattr(args, "animate", None):
+        animator = Animator(args.animate, args.animate_every or max(1, total // 100))
 
     def log(message: str) -> None:
         if "random init" in message:  # always said, even with --quiet
@@ -235,10 +290,12 @@ def _run_transfer(args, content, style, output: Path, **options):
     try:
         result = transfer(content, style, backbone=args.backbone, weights=args.weights, size=args.size,
                           iterations=args.iterations, device=args.device, seed=args.seed,
-                          callback=Chain(bar, frames, trace), log=log, **options)
+                          callback=Chain(bar, frames, trace, animator), log=log, **options)
     finally:
         bar.close()
-    save_image(result.image, output)
+    save_image(result.image, output, getattr(args, "bit_depth", 8))
+    if animator is not None:
+        _info(args, f"wrote {animator.write(result.image)} ({animator.written} frames)")
     if trace is not None:
         trace.write(backbone=result.backbone, weights=result.weights_source, device=result.device,
                     content_layers=dict(result.loss.content_layers), style_layers=dict(result.loss.style_layers),
@@ -252,11 +309,17 @@ def _run_transfer(args, content, style, output: Path, **options):
 
 def cmd_transfer(args) -> int:
     output = check_writable(args.output)
-    output_format(output)
+    check_bit_depth(output, args.bit_depth)
     if args.trace:
         check_writable(args.trace)
-    _run_transfer(args, args.content, args.style, output, content_layers=args.content_layers,
-                  style_layers=args.style_layers, init=args.init, **_loss_options(args))
+    if args.animate:
+        check_animation_path(check_writable(args.animate))
+    if args.scales:
+        args.size = args.scales[-1]
+    _run_transfer(args, args.content, args.styles, output, content_layers=args.content_layers,
+                  style_layers=args.style_layers, init=args.init, style_blend=args.style_blend,
+                  style_scale=args.style_scale, original_colors=args.original_colors, scales=args.scales,
+                  **_loss_options(args))
     return 0
 
 

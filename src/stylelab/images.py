@@ -5,15 +5,18 @@ Tensors are (B, 3, H, W), float32, sRGB values in [0, 1].
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import tempfile
+import zlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from .errors import StylelabError
 
@@ -53,6 +56,36 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
+_SRGB_PROFILE = None
+
+
+def srgb_profile() -> bytes:
+    """The ICC profile embedded in every output (littleCMS's built-in sRGB)."""
+    global _SRGB_PROFILE
+    if _SRGB_PROFILE is None:
+        _SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return _SRGB_PROFILE
+
+
+def to_srgb(img: Image.Image, path: str | os.PathLike = "") -> Image.Image:
+    """Convert an image with an embedded ICC profile to sRGB (perceptual intent); others are taken as sRGB."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if source.tobytes() == srgb_profile():
+            return img
+        mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        out = ImageCms.profileToProfile(img, source, ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")),
+                                        outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        warnings.warn(f"{path}: embedded ICC profile could not be applied ({exc}); read as sRGB", stacklevel=2)
+        return img
+    out.info.pop("icc_profile", None)
+    return out
+
+
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_INPUT_PIXELS) -> torch.Tensor:
     """Read an image file as a (1, 3, H, W) float32 sRGB tensor, EXIF orientation applied."""
     path = Path(path)
@@ -69,6 +102,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_INPUT_PIXELS) -> t
                     )
                 img.load()
                 img = ImageOps.exif_transpose(img)
+                img = to_srgb(img, path)
                 array = _to_rgb_array(img)
     except StylelabError:
         raise
@@ -151,17 +185,59 @@ def write_atomically(path: str | os.PathLike, write) -> None:
         raise
 
 
-def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike) -> Path:
-    """Write an image in the format its extension names, atomically."""
+BIT_DEPTHS = (8, 16)
+
+
+def _png16(array: np.ndarray, path: str) -> None:
+    """A 16-bit RGB PNG with the sRGB profile (Pillow writes only 8-bit RGB): IHDR, iCCP, IDAT, IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    h, w, _ = array.shape
+    rows = array.astype(">u2").reshape(h, w * 3).view(np.uint8).reshape(h, w * 6)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], 1).tobytes()  # filter type 0 per scanline
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)))
+        f.write(chunk(b"iCCP", b"sRGB\x00\x00" + zlib.compress(srgb_profile())))
+        f.write(chunk(b"IDAT", zlib.compress(raw, 6)))
+        f.write(chunk(b"IEND", b""))
+
+
+def _tiff16(array: np.ndarray, path: str) -> None:
+    import tifffile
+
+    tifffile.imwrite(path, array, photometric="rgb", iccprofile=srgb_profile())
+
+
+def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, bit_depth: int = 8) -> Path:
+    """Write an image in the format its extension names, atomically, tagged sRGB; 16 bits for PNG/TIFF."""
     path = Path(path)
     fmt = output_format(path)
-    pil = image if isinstance(image, Image.Image) else tensor_to_pil(image)
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    check_bit_depth(path, bit_depth)
+    if bit_depth == 16:
+        t = image if isinstance(image, torch.Tensor) else pil_to_tensor(image)
+        array = t[0].detach().float().clamp(0, 1).mul(65535).round().permute(1, 2, 0).cpu().numpy()
+        array = np.ascontiguousarray(array.astype(np.uint16))
+        def write(tmp):
+            return (_png16 if fmt == "PNG" else _tiff16)(array, tmp)
+    else:
+        pil = image if isinstance(image, Image.Image) else tensor_to_pil(image)
+        options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+        def write(tmp):
+            return pil.save(tmp, format=fmt, icc_profile=srgb_profile(), **options)
     try:
-        write_atomically(path, lambda tmp: pil.save(tmp, format=fmt, **options))
+        write_atomically(path, write)
     except OSError as exc:
         raise StylelabError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def check_bit_depth(path: str | os.PathLike, bit_depth: int) -> None:
+    if bit_depth not in BIT_DEPTHS:
+        raise StylelabError(f"bit depth must be 8 or 16, got {bit_depth}")
+    if bit_depth == 16 and output_format(path) not in ("PNG", "TIFF"):
+        raise StylelabError(f"16-bit output needs a .png or .tif file, not {Path(path).suffix}")
 
 
 def side_by_side(images: list[torch.Tensor], height: int, gap: int = 4) -> torch.Tensor:

@@ -111,6 +111,9 @@ class StyleObjective:
         return total, parts.detach()
 
 
+INIT_MODES = ("content", "random", "style-stats")  # or an image (path, PIL image, tensor)
+
+
 def initial_image(init: str | Tensor, content: Tensor, seed: int) -> Tensor:
     """"content" (Gatys et al.'s usual start), "random" (seeded uniform noise) or a given image."""
     if isinstance(init, Tensor):
@@ -120,7 +123,7 @@ def initial_image(init: str | Tensor, content: Tensor, seed: int) -> Tensor:
     if init == "random":
         generator = torch.Generator().manual_seed(seed)
         return torch.rand(content.shape, generator=generator).to(content.device)
-    raise StylelabError(f"unknown init {init!r}; choose content, random or an image path")
+    raise StylelabError(f"unknown init {init!r}; choose content, random, style-stats or an image path")
 
 
 def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optimizer: str = "lbfgs",
