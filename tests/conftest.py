@@ -1,4 +1,4 @@
-"""Shared fixtures. Every test runs offline: sockets refuse to connect and torch's cache is private."""
+"""Shared fixtures. Every test runs offline: sockets refuse to connect beyond loopback, torch's cache is private."""
 
 from __future__ import annotations
 
@@ -16,11 +16,24 @@ torch.set_num_threads(2)
 def offline(monkeypatch, tmp_path_factory):
     """No test may touch the network: connections fail loudly, weights load only from a private cache."""
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("a test tried to open a network connection")
+    real_connect, real_create = socket.socket.connect, socket.create_connection
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    def is_loopback(address) -> bool:  # the web-page tests talk to their own server and chromedriver
+        host = address[0] if isinstance(address, tuple) else address
+        return host in ("127.0.0.1", "localhost", "::1")
+
+    def connect(sock, address, *args, **kwargs):
+        if not is_loopback(address):
+            raise AssertionError(f"a test tried to open a network connection to {address}")
+        return real_connect(sock, address, *args, **kwargs)
+
+    def create_connection(address, *args, **kwargs):
+        if not is_loopback(address):
+            raise AssertionError(f"a test tried to open a network connection to {address}")
+        return real_create(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
     monkeypatch.setenv("STYLELAB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,4 +1,4 @@
-"""Command line: ``stylelab transfer | demo | features | sweep | compare | evaluate | backbones | layers``.
+"""Command line: ``stylelab transfer | demo | features | sweep | compare | evaluate | serve | backbones | layers``.
 
 Defaults come from ``api.transfer``'s signature, so the CLI and the Python API never disagree.
 Every user error is one line on stderr and exit code 2, never a traceback.
@@ -257,6 +257,13 @@ def build_parser() -> Parser:
     _add_study_options(ev)
     ev.set_defaults(run=cmd_evaluate)
 
+    sv = sub.add_parser("serve", help="a local web page: upload images, watch the optimization, download",
+                        formatter_class=HelpFormatter)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback: this machine only)")
+    sv.add_argument("--port", type=_int_in(0, 65535), default=8000, help="port (0: any free one)")
+    sv.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps (one job at a time)")
+    sv.set_defaults(run=cmd_serve)
+
     b = sub.add_parser("backbones", help="list registered backbones")
     b.set_defaults(run=cmd_backbones)
 
@@ -469,6 +476,14 @@ def cmd_evaluate(args) -> int:
         env = environment(resolve_device(args.device))
         write_atomically(args.json, lambda tmp: Path(tmp).write_text(
             json.dumps({"environment": env, **result}, indent=1) + "\n"))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .server import serve
+
+    resolve_device(args.device)
+    serve(args.host, args.port, args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
     return 0
 
 
