@@ -113,6 +113,8 @@ def test_features_command(tmp_path, content_path):
     (["sweep", "{content}", "{tmp}/missing.png", "--style-layers", "relu1_1", "-o", "{tmp}/sw"], "not found"),
     (["compare", "{content}", "{style}", "--backbones", "vgg19,nope", "-o", "{tmp}/cmp"], "nope"),
     (["compare", "{content}", "{style}", "-o", "{content}"], "is a file"),
+    (["compare", "{content}", "{style}", "--backbones", "vgg19", "-o", "{tmp}/cmp"], "not cached"),  # offline
+    (["sweep", "{content}", "{style}", "--style-layers", "relu1_1", "-o", "{tmp}/sw"], "not cached"),
     (["evaluate", "--content", "{content}", "--style", "{style}", "--output", "{tmp}/none"], "not found"),
 ])
 def test_study_bad_input_one_line(tmp_path, content_path, style_path, capsys, argv, message):

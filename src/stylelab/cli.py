@@ -379,12 +379,13 @@ def _output_dir(path: str) -> Path:
     return out
 
 
-def _check_layers(backbone: str, options: dict, configurations: list[tuple[str | None, str | None]]) -> None:
-    """All layer names valid for the backbone before any run starts (an error lists the valid ones)."""
+def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> None:
+    """Before any run starts: the weights load and every layer name is valid (errors list the valid ones),
+    so a mistake costs one line and leaves no half-filled output folder."""
     from .api import resolve_layers
 
-    net = create_backbone(backbone, "random", pooling=options.get("pooling"), gram=options.get("gram"),
-                          gram_norm=options.get("gram_norm"))
+    net = create_backbone(backbone, options["weights"], seed=options.get("seed", 0), pooling=options.get("pooling"),
+                          gram=options.get("gram"), gram_norm=options.get("gram_norm"))
     for content_layers, style_layers in configurations:
         resolve_layers(net, content_layers, style_layers)
 
@@ -426,7 +427,7 @@ def cmd_sweep(args) -> int:
     out = _output_dir(args.output)
     load_image(args.content), load_image(args.style)  # fail on bad inputs before anything runs
     options = {"backbone": args.backbone, **_run_options(args)}
-    _check_layers(args.backbone, options, [(c, s) for c in args.content_layers for s in args.style_layers])
+    _preflight(args.backbone, options, [(c, s) for c in args.content_layers for s in args.style_layers])
     judges = _judges(args)
     out.mkdir(exist_ok=True)
     records = sweep(Path(args.content), Path(args.style), out, style_layers=args.style_layers,
@@ -443,12 +444,14 @@ def cmd_compare(args) -> int:
     load_image(args.content)
     for style in args.styles:
         load_image(style)
-    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    backbones = list(dict.fromkeys(b.strip() for b in args.backbones.split(",") if b.strip()))
     if not backbones:
         raise StylelabError("--backbones needs at least one name")
     for name in backbones:
         get_entry(name)  # unknown names list the registered ones
     options = _run_options(args)
+    for name in backbones:
+        _preflight(name, options)
     judges = _judges(args)
     out.mkdir(exist_ok=True)
     records = compare(Path(args.content), [Path(s) for s in args.styles], backbones, out, options=options,
