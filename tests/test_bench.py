@@ -40,3 +40,15 @@ def test_reference_loop_reduces_its_loss():
     model(content)
     before = sum(s.loss for s in style_losses).item()
     assert after < before / 2 and out.shape == content.shape
+
+
+def test_pyramid_bench_smoke(tmp_path, capsys):
+    import pyramid
+
+    assert pyramid.pyramid_scales(1024) == [256, 512, 1024] and pyramid.pyramid_scales(200) == [200]
+    out = tmp_path / "pyramid.json"
+    assert pyramid.main(["--sizes", "64", "--iterations", "2", "--device", "cpu", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["pyramid"]["scales"] == [64] and row["single"]["iterations_per_scale"] == 2
+    assert len(row["pyramid"]["seconds_per_scale"]) == 1 and 0 <= row["single"]["ssim_content"] <= 1
+    assert "| 64 | pyramid |" in capsys.readouterr().out
