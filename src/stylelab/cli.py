@@ -20,7 +20,7 @@ from .callbacks import Animator, Chain, FrameSaver, ProgressBar, TraceRecorder, 
 from .colour import ORIGINAL_COLORS
 from .errors import StylelabError, WeightsUnavailableError
 from .images import (
-    BIT_DEPTHS, MAX_SIZE, check_bit_depth, check_writable, load_image, output_format, resize, save_image,
+    BIT_DEPTHS, MAX_SIZE, check_bit_depth, check_writable, load_image, output_format, save_image,
     side_by_side, write_atomically,
 )
 from .layerspec import parse_layer_spec
@@ -396,7 +396,7 @@ def _run_options(args) -> dict:
 
 
 def cmd_features(args) -> int:
-    from .api import as_tensor, _fit
+    from .api import as_tensor, prepare_images
     from .study.features import features_sheet, layer_pictures
 
     output = check_writable(args.output)
@@ -411,7 +411,7 @@ def cmd_features(args) -> int:
     else:
         layers = list(dict.fromkeys([*net.default_content_layers, *net.default_style_layers]))
         layers.sort(key=net.layer_names.index)
-    image = resize(image, _fit(image, args.size, net.input_multiple))
+    image, _ = prepare_images(net, image, [], args.size)
     net.truncate(layers)
     net.to(dev)
     with strict_fp32():

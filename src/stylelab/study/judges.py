@@ -15,10 +15,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from ..api import resolve_layers
+from ..api import prepare_images, resolve_layers
 from ..backbones import create_backbone
 from ..errors import StylelabError, WeightsUnavailableError
-from ..images import resize, resize_long_edge
+from ..images import resize
 from ..losses import style_layer_loss, style_loss
 from ..weights import fetch_hf_file, fetch_hub_checkpoint, read_checkpoint
 
@@ -167,10 +167,8 @@ class GramJudge:
 
     @torch.no_grad()
     def grams(self, image: Tensor, long_edge: int) -> dict[str, Tensor]:
-        image = resize_long_edge(image, long_edge)
-        mult = self.net.input_multiple
-        h, w = (max(mult, round(s / mult) * mult) for s in image.shape[-2:])
-        feats = self.net(resize(image, (h, w)).to(self.device), list(self.layers))
+        image, _ = prepare_images(self.net, image, [], long_edge)
+        feats = self.net(image.to(self.device), list(self.layers))
         return {n: self.net.style_gram(n, f) for n, f in feats.items()}
 
     @torch.no_grad()
