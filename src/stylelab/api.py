@@ -193,14 +193,13 @@ def transfer(
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
     deepest = net.deepest([*c_layers, *s_layers])
     sizes = scales or [size]
-    for long_edge in sizes[:1]:
-        c, ss = prepare_images(net, content_t, style_ts, long_edge, style_scale)
-        smallest = min(min(t.shape[-2:]) for t in [c, *ss])
-        if smallest < deepest.stride:
-            raise StylelabError(
-                f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
-                f"{smallest} px; raise --size (or the first of --scales) or use shallower layers"
-            )
+    c, ss = prepare_images(net, content_t, style_ts, sizes[0], style_scale)  # the smallest scale decides
+    smallest = min(min(t.shape[-2:]) for t in [c, *ss])
+    if smallest < deepest.stride:
+        raise StylelabError(
+            f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
+            f"{smallest} px; raise --size (or the first of --scales) or use shallower layers"
+        )
     net.truncate([*c_layers, *s_layers])
     net.to(dev)
     spec = LossSpec(
@@ -238,11 +237,12 @@ def transfer(
             objective = StyleObjective(net, c, [s.to(dev) for s in ss], blend, spec)
             if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
                 x0 = resize(image, tuple(c.shape[-2:]))
-            elif isinstance(init, str) and init == "style-stats":
+            elif isinstance(init, torch.Tensor):
+                x0 = initial_image(resize(init, tuple(c.shape[-2:])), c, seed)
+            elif init == "style-stats":
                 x0 = style_stats_noise(ss, blend, c.shape, seed).to(dev)
             else:
-                x0 = initial_image(init if not isinstance(init, torch.Tensor) else resize(init, tuple(c.shape[-2:])),
-                                   c, seed)
+                x0 = initial_image(init, c, seed)
             image = optimize(objective, x0, iterations=iterations, optimizer=optimizer, lr=lr, callback=on_progress)
             offset["iterations"] += iterations
             offset["seconds"] = last[0].elapsed if last else offset["seconds"]

@@ -29,9 +29,13 @@ MAX_UPLOAD_BYTES = 64 * 2**20
 MAX_ITERATIONS = 100_000
 
 
+class JobNotFound(StylelabError):
+    """An unknown job id: answered with 404 (other user errors are 400)."""
+
+
 @dataclass
 class Job:
-    id: str
+    number: int  # submission order
     content: Path
     style: Path
     options: dict
@@ -46,8 +50,8 @@ class Job:
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def number(self) -> int:
-        return int(self.id.removeprefix("job"))
+    def id(self) -> str:
+        return f"job{self.number}"
 
     def status(self, position: int | None) -> dict:
         return {"id": self.id, "state": self.state, "message": self.message, "iteration": self.iteration,
@@ -69,8 +73,8 @@ class JobRunner:
         self.thread.start()
 
     def submit(self, content: bytes, style: bytes, options: dict) -> Job:
-        job_id = f"job{next(self._ids)}"
-        folder = self.workdir / job_id
+        number = next(self._ids)
+        folder = self.workdir / f"job{number}"
         folder.mkdir()
         paths = []
         for name, data in (("content", content), ("style", style)):
@@ -82,9 +86,9 @@ class JobRunner:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise StylelabError(f"the {name} file is not usable: {str(exc).replace(str(path), name)}") from None
             paths.append(path)
-        job = Job(job_id, paths[0], paths[1], options, iterations=options["iterations"])
+        job = Job(number, paths[0], paths[1], options, iterations=options["iterations"])
         with self.lock:
-            self.jobs[job_id] = job
+            self.jobs[job.id] = job
         self.waiting.put(job)
         return job
 
@@ -157,12 +161,12 @@ def create_app(device: str = "auto") -> Flask:
     def job_or_404(job_id: str) -> Job:
         job = runner.jobs.get(job_id)
         if job is None:
-            raise StylelabError(f"no job {job_id}")
+            raise JobNotFound(f"no job {job_id}")
         return job
 
     @app.errorhandler(StylelabError)
     def user_error(exc):
-        return jsonify(error=str(exc)), 404 if str(exc).startswith("no job") else 400
+        return jsonify(error=str(exc)), 404 if isinstance(exc, JobNotFound) else 400
 
     @app.errorhandler(413)
     def too_large(exc):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import urllib.error
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -44,19 +44,22 @@ def fetch_hub_checkpoint(url: str, what: str, option: str = "--weights") -> Mapp
         raise WeightsUnavailableError(f"cached or downloaded {what} weights are invalid ({exc}); {hint}") from None
 
 
-def fetch_hf_file(repo: str, filename: str, what: str, option: str = "--weights") -> str:
-    """A file from the Hugging Face hub through its cache (never the network when offline); its local path."""
+def fetch_hf_file(repo: str, filenames: str | Sequence[str], what: str, option: str = "--weights",
+                  hint: str | None = None) -> str:
+    """The first of ``filenames`` the Hugging Face hub has for ``repo``, through its cache (never the network
+    when offline); its local path. ``hint`` replaces the default advice in the error message."""
     from huggingface_hub import constants, hf_hub_download
 
-    try:
-        return hf_hub_download(repo_id=repo, filename=filename, local_files_only=offline())
-    except Exception as exc:  # hub errors: not cached, offline, HTTP, connection
-        how = ("are not cached and STYLELAB_OFFLINE is set" if offline()
-               else f"could not be downloaded ({type(exc).__name__})")
-        raise WeightsUnavailableError(
-            f"pretrained {what} weights ({repo}/{filename}) {how}; put them in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}) or pass {option} PATH"
-        ) from None
+    filenames = [filenames] if isinstance(filenames, str) else list(filenames)
+    failure = ""
+    for filename in filenames:
+        try:
+            return hf_hub_download(repo_id=repo, filename=filename, local_files_only=offline())
+        except Exception as exc:  # hub errors: not cached, offline, HTTP, connection
+            failure = type(exc).__name__
+    how = "are not cached and STYLELAB_OFFLINE is set" if offline() else f"could not be downloaded ({failure})"
+    hint = hint or f"put them in the Hugging Face cache ({constants.HF_HUB_CACHE}) or pass {option} PATH"
+    raise WeightsUnavailableError(f"pretrained {what} weights from {repo} ({', '.join(filenames)}) {how}; {hint}")
 
 
 def read_checkpoint(path: str | os.PathLike, what: str) -> Mapping[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import StylelabError, WeightsUnavailableError
 from ..losses import gram_matrix, normalized_gram
-from ..weights import missing_keys_message, offline, read_checkpoint
+from ..weights import fetch_hf_file, missing_keys_message, read_checkpoint
 from .base import Backbone, LayerInfo, run_named_sequence
 from .registry import register_backbone
 
@@ -108,7 +108,7 @@ def load_into(visual: nn.Module, state: dict[str, Tensor], path: str, what: str)
 def fetch_pretrained(arch: str, tag: str = "openai") -> tuple[dict[str, Tensor], str]:
     """Pretrained weights through open_clip's registry and the Hugging Face hub cache."""
     import open_clip
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants
 
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     repo = cfg.get("hf_hub", "").strip("/")
@@ -116,17 +116,9 @@ def fetch_pretrained(arch: str, tag: str = "openai") -> tuple[dict[str, Tensor],
             f"(OpenAI's {arch.split('-quickgelu')[0]}.pt or an open_clip checkpoint), or --weights random")
     if not repo:
         raise WeightsUnavailableError(f"open_clip has no downloadable {arch} weights for {tag}; {hint}")
-    errors = []
-    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-        try:
-            path = hf_hub_download(repo_id=repo, filename=filename, local_files_only=offline())
-            return _read_any_checkpoint(path), f"pretrained (open_clip {arch} {tag}, {repo})"
-        except StylelabError:
-            raise
-        except Exception as exc:  # hub errors: offline, not cached, HTTP, connection
-            errors.append(type(exc).__name__)
-    how = "are not cached and STYLELAB_OFFLINE is set" if offline() else f"could not be downloaded ({errors[-1]})"
-    raise WeightsUnavailableError(f"pretrained CLIP {arch} weights from {repo} {how}; {hint}")
+    path = fetch_hf_file(repo, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"), f"CLIP {arch}",
+                         hint=hint)
+    return _read_any_checkpoint(path), f"pretrained (open_clip {arch} {tag}, {repo})"
 
 
 def _load_tower(arch: str, weights: str, seed: int, expected_key: str, what: str) -> tuple[nn.Module, str]:
