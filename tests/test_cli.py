@@ -86,7 +86,17 @@ def _nan_checkpoint(path):
 
 BAD = {
     "missing content": (["{tmp}/nope.png", "{style}"], "not found"),
-    "directory": (["{tmp}", "{style}"], "directory"),
+    "folder without images": (["{nothing}", "{style}"], "no images"),
+    "no style": (["-c", "{content}"], "no style image"),
+    "batch output is a file": (["-c", "{content}", "-c", "{style}", "{style}", "-o", "{text}"], "is a file"),
+    "batch pattern": (["-c", "{content}", "-c", "{style}", "{style}", "-o", "{tmp}/{{colour}}.png"],
+                      "use only {content} and {style}"),
+    "batch names repeat": (["-c", "{content}", "-c", "{content}", "{style}", "-o", "{tmp}/out"], "two outputs"),
+    "batch animation": (["-c", "{content}", "-c", "{style}", "{style}", "-o", "{tmp}/out", "--animate",
+                         "{tmp}/a.gif"], "single content"),
+    "batch style missing": (["-c", "{content}", "{tmp}/nope.png"], "style not found"),
+    "tf32 on the cpu": (["{content}", "{style}", "--precision", "tf32", "--device", "cpu"], "needs a CUDA device"),
+    "unknown precision": (["{content}", "{style}", "--precision", "fp8"], "invalid choice: 'fp8'"),
     "empty file": (["{empty}", "{style}"], "empty"),
     "truncated": (["{truncated}", "{style}"], "truncated or corrupt"),
     "not an image": (["{text}", "{style}"], "not an image"),
@@ -124,7 +134,8 @@ def test_bad_input_one_line_exit_2_no_output(capsys, tmp_path, content_path, sty
     bomb = tmp_path / "bomb.png"
     Image.new("1", (10_000, 10_000)).save(bomb)
     nan = _nan_checkpoint(tmp_path / "nan.pth") if case == "non-finite loss" else tmp_path / "unused.pth"
-    names = dict(tmp=tmp_path, style=style_path, content=content_path, empty=empty, truncated=truncated, text=text,
+    (tmp_path / "nothing").mkdir()
+    names = dict(tmp=tmp_path, nothing=tmp_path / "nothing", style=style_path, content=content_path, empty=empty, truncated=truncated, text=text,
                  bomb=bomb, nan=nan)
     argv = [a.format(**names) for a in argv]
     if "-o" not in argv:
@@ -139,7 +150,8 @@ def test_bad_input_one_line_exit_2_no_output(capsys, tmp_path, content_path, sty
         defaults = ["--weights", "random", "--size", "48", "--iterations", "4"]
     before = set(os.listdir(tmp_path))
     with pytest.raises(SystemExit) if case in ("size zero", "size absurd", "size not a number",
-                                               "unknown optimizer", "negative weight", "nan weight") else nullcontext():
+                                               "unknown optimizer", "negative weight", "nan weight",
+                                               "unknown precision") else nullcontext():
         code = main(["transfer", *argv, *defaults])
         assert code == 2
     err = capsys.readouterr().err
@@ -158,7 +170,7 @@ def _cli(*args, env_extra=None, cwd=None):
 def test_subprocess_bad_input_is_exactly_one_line(tmp_path, style_path):
     proc = _cli("transfer", tmp_path / "missing.png", style_path, "-o", tmp_path / "o.png", *FAST)
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("stylelab: error: image not found")
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("stylelab: error: content not found")
     assert not (tmp_path / "o.png").exists()
 
 

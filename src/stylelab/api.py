@@ -26,7 +26,7 @@ from .optimize import (
     INIT_MODES, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization, StyleObjective, check_feature_transform,
     initial_image, optimize,
 )
-from .runtime import device_name, resolve_device, strict_fp32
+from .runtime import check_precision, device_name, numeric_mode, resolve_device
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 LayersInput = str | Mapping[str, float | None] | Sequence[str] | None
@@ -40,8 +40,9 @@ class TransferResult:
     device: str
     loss: LossSpec
     iterations: int
-    seconds: float  # optimization wall time (targets included)
+    seconds: float  # optimization wall time (targets included) of the batch this image was in
     final: ProgressEvent | None
+    batch_index: int = 0  # which batch of a multi-image run (images of one batch share ``seconds``)
 
     def to_pil(self) -> Image.Image:
         return tensor_to_pil(self.image)
@@ -124,8 +125,35 @@ def prepare_images(net: Backbone, content: torch.Tensor, styles: Sequence[torch.
     return content, [resize(s, _fit(s, style_edge, net.input_multiple)) for s in styles]
 
 
+@dataclass
+class _Item:
+    """One output: its content and style set, after the colour mode has prepared them."""
+
+    index: int  # position in the returned list
+    content: torch.Tensor  # (1, 3, H, W), grey in luminance mode
+    styles: list[torch.Tensor]
+    original: torch.Tensor  # the content as given, for the colour put back in luminance mode
+
+
+def _items(contents: list[torch.Tensor], styles: list[torch.Tensor], each_style: bool, original_colors: str
+           ) -> list[_Item]:
+    """Every content with the blended styles, or with ``each_style`` every (content, style) pair."""
+    sets = [[s] for s in styles] if each_style else [styles]
+    items = []
+    for content in contents:
+        for style_set in sets:
+            c, ss = content, style_set
+            if original_colors == "histogram":  # the style's colours made the content's before anything else
+                ss = [match_color_histogram(s, c) for s in ss]
+            elif original_colors == "luminance":  # optimize grey images; colour comes back at the end
+                ss = [luminance_image(match_luminance(luminance_image(s), luminance_image(c))) for s in ss]
+                c = luminance_image(c)
+            items.append(_Item(len(items), c, ss, content))
+    return items
+
+
 def transfer(
-    content: ImageInput,
+    content: ImageInput | Sequence[ImageInput],
     style: ImageInput | Sequence[ImageInput],
     *,
     backbone: str = "vgg19",
@@ -141,6 +169,7 @@ def transfer(
     content_layers: LayersInput = None,
     style_layers: LayersInput = None,
     style_blend: Sequence[float] | None = None,
+    each_style: bool = False,
     style_scale: float = 1.0,
     original_colors: str = "none",
     scales: Sequence[int] | None = None,
@@ -150,14 +179,27 @@ def transfer(
     init: str | ImageInput = "content",
     seed: int = 0,
     device: str | torch.device = "auto",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    batch_size: int = 8,
+    report_every: int | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
+    on_result: Callable[[int, TransferResult], None] | None = None,
     log: Callable[[str], None] | None = None,
-) -> TransferResult:
-    """Gatys et al.'s style transfer of ``style`` onto ``content``; see ``stylize`` for the options."""
+) -> TransferResult | list[TransferResult]:
+    """Gatys et al.'s style transfer of ``style`` onto ``content``; see ``stylize`` for the options.
+
+    ``content`` may be a list: then the images are optimized ``batch_size`` at a time (images of one size
+    share a batch, each its own problem) and a list of results comes back, one per content, or with
+    ``each_style`` one per (content, style) pair, content-major. A stop from the callback ends the whole
+    run; the list then holds the images run so far. ``on_result(index, result)`` is called as each image is
+    finished (index: its place in the returned list), e.g. to save it before the next batch runs.
+    """
     validate_size(size)
     scales = _check_scales(scales)
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise StylelabError(f"iterations must be a whole number >= 1, got {iterations!r}")
+    for name, value in (("iterations", iterations), ("batch size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StylelabError(f"{name} must be a whole number >= 1, got {value!r}")
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     for name, value in (("content weight", content_weight), ("style weight", style_weight),
@@ -170,38 +212,38 @@ def transfer(
     if isinstance(init, str) and init not in INIT_MODES:
         init = as_tensor(init)  # a path: fail now, before any weights are loaded
     dev = resolve_device(device)
+    check_precision(precision, dev)
     log = log or (lambda message: None)
 
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    blend = [1.0 / len(styles)] * len(styles) if style_blend is None else list(style_blend)
-    if len(blend) != len(styles) or any(not math.isfinite(b) or b < 0 for b in blend) or sum(blend) <= 0:
-        raise StylelabError(f"style blend needs {len(styles)} finite weights >= 0 with a positive sum, got {blend}")
-    blend = [b / sum(blend) for b in blend]
+    batch = isinstance(content, (list, tuple))
+    contents = [as_tensor(c) for c in (content if batch else [content])]
+    if not contents:
+        raise StylelabError("no content images were given")
+    styles = [as_tensor(s) for s in (style if isinstance(style, (list, tuple)) else [style])]
+    if each_style:
+        blend = [1.0]
+    else:
+        blend = [1.0 / len(styles)] * len(styles) if style_blend is None else list(style_blend)
+        if len(blend) != len(styles) or any(not math.isfinite(b) or b < 0 for b in blend) or sum(blend) <= 0:
+            raise StylelabError(f"style blend needs {len(styles)} finite weights >= 0 with a positive sum, got {blend}")
+        blend = [b / sum(blend) for b in blend]
 
-    content_t, style_ts = as_tensor(content), [as_tensor(s) for s in styles]
     net = create_backbone(backbone, weights, seed=seed, pooling=pooling, gram=gram, gram_norm=gram_norm)
     log(f"backbone {net.name}: weights {net.weights_source}")
-    original_content = content_t
-    if original_colors == "histogram":  # the style's colours made the content's before anything else
-        style_ts = [match_color_histogram(s, content_t) for s in style_ts]
-    elif original_colors == "luminance":  # optimize grey images; colour comes back from the content at the end
-        style_ts = [luminance_image(match_luminance(luminance_image(s), luminance_image(content_t)))
-                    for s in style_ts]
-        content_t = luminance_image(content_t)
-        if isinstance(init, torch.Tensor):
-            init = luminance_image(init)
+    items = _items(contents, styles, each_style, original_colors)
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
     deepest = net.deepest([*c_layers, *s_layers])
     sizes = scales or [size]
-    c, ss = prepare_images(net, content_t, style_ts, sizes[0], style_scale)  # the smallest scale decides
-    smallest = min(min(t.shape[-2:]) for t in [c, *ss])
-    if smallest < deepest.stride:
-        raise StylelabError(
-            f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
-            f"{smallest} px; raise --size (or the first of --scales) or use shallower layers"
-        )
+    for item in items:
+        c, ss = prepare_images(net, item.content, item.styles, sizes[0], style_scale)  # the smallest scale decides
+        smallest = min(min(t.shape[-2:]) for t in [c, *ss])
+        if smallest < deepest.stride:
+            raise StylelabError(
+                f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
+                f"{smallest} px; raise --size (or the first of --scales) or use shallower layers"
+            )
     net.truncate([*c_layers, *s_layers])
-    net.to(dev)
+    net.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     spec = LossSpec(
         content_layers=c_layers,
         style_layers=s_layers,
@@ -210,52 +252,100 @@ def transfer(
         tv_weight=net.default_tv_weight if tv_weight is None else float(tv_weight),
         feature_transform=feature_transform,
     )
-    last: list[ProgressEvent] = []
-    total = iterations * len(sizes)
-    offset = {"iterations": 0, "seconds": 0.0}
-    stopped = []
+    # Images whose sides are equal at every scale can share a batch.
+    groups: dict[tuple, list[_Item]] = {}
+    for item in items:
+        key = tuple(tuple(prepare_images(net, item.content, [], edge)[0].shape) for edge in sizes)
+        groups.setdefault(key, []).append(item)
+    chunks = [group[i:i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+    if len(chunks) > 1 or len(items) > 1:
+        log(f"{len(items)} images in {len(chunks)} batch(es) of up to {batch_size}")
 
-    def on_progress(event: ProgressEvent) -> None:
-        # Pyramid scales count on from the previous ones, so progress bars and traces see one run.
-        event = replace(event, iteration=event.iteration + offset["iterations"], iterations=total,
-                        elapsed=event.elapsed + offset["seconds"])
-        last[:] = [event]
-        if callback is not None:
-            try:
-                callback(event)
-            except StopOptimization:
-                stopped.append(True)
-                raise
-
+    progress = _Progress(iterations * len(sizes) * len(chunks), callback)
+    results: list[tuple[int, TransferResult]] = []
     torch.manual_seed(seed)
-    start = time.perf_counter()
-    image = None
-    with strict_fp32():
-        for long_edge in sizes:
-            c, ss = prepare_images(net, content_t, style_ts, long_edge, style_scale)
-            c = c.to(dev)
-            objective = StyleObjective(net, c, [s.to(dev) for s in ss], blend, spec)
-            if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
-                x0 = resize(image, tuple(c.shape[-2:]))
-            elif isinstance(init, torch.Tensor):
-                x0 = initial_image(resize(init, tuple(c.shape[-2:])), c, seed)
-            elif init == "style-stats":
-                x0 = style_stats_noise(ss, blend, c.shape, seed).to(dev)
-            else:
-                x0 = initial_image(init, c, seed)
-            image = optimize(objective, x0, iterations=iterations, optimizer=optimizer, lr=lr, callback=on_progress)
-            offset["iterations"] += iterations
-            offset["seconds"] = last[0].elapsed if last else offset["seconds"]
-            if stopped:
+    with numeric_mode(precision):
+        for batch_index, chunk in enumerate(chunks):
+            start = time.perf_counter()
+            image = _run_chunk(net, chunk, sizes, blend, spec, style_scale, init, seed, dev, precision,
+                               optimizer, lr, iterations, report_every, progress)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            seconds = time.perf_counter() - start
+            image = image.cpu()
+            final = progress.last
+            for i, item in enumerate(chunk):
+                out = image[i:i + 1]
+                if original_colors == "luminance":
+                    out = with_content_chrominance(out, resize(item.original, tuple(out.shape[-2:]))).float()
+                event = final.per_image[i] if final is not None and final.per_image else final
+                result = TransferResult(out, net.name, net.weights_source, device_name(dev), spec,
+                                        progress.chunk_iterations, seconds, event, batch_index)
+                results.append((item.index, result))
+                if on_result is not None:
+                    on_result(item.index, result)
+            if progress.stopped:
                 break
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - start
-    image = image.cpu()
-    if original_colors == "luminance":
-        image = with_content_chrominance(image, resize(original_content, tuple(image.shape[-2:]))).float()
-    return TransferResult(image, net.name, net.weights_source, device_name(dev), spec,
-                          last[0].iteration if last else 0, seconds, last[0] if last else None)
+    ordered = [result for _, result in sorted(results, key=lambda pair: pair[0])]
+    return ordered if batch else ordered[0]
+
+
+class _Progress:
+    """Counts evaluations on across pyramid scales and batches, so progress bars and traces see one run."""
+
+    def __init__(self, total: int, callback: Callable[[ProgressEvent], None] | None):
+        self.total, self.callback = total, callback
+        self.iterations, self.seconds = 0, 0.0  # before the current optimize() call
+        self.chunk_iterations = 0  # evaluations of the current batch so far (all its scales)
+        self.last: ProgressEvent | None = None  # the latest event, with the optimize() call's own numbers
+        self.stopped = False
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self.last = event
+        if self.callback is None:
+            return
+        try:
+            self.callback(replace(event, iteration=event.iteration + self.iterations, iterations=self.total,
+                                  elapsed=event.elapsed + self.seconds))
+        except StopOptimization:
+            self.stopped = True
+            raise
+
+    def finished(self, iterations_done: int) -> None:
+        """One optimize() call ended after ``iterations_done`` evaluations."""
+        self.iterations += iterations_done
+        self.chunk_iterations += iterations_done
+        self.seconds += self.last.elapsed if self.last is not None else 0.0
+
+
+def _run_chunk(net: Backbone, chunk: list[_Item], sizes: list[int], blend: list[float], spec: LossSpec,
+               style_scale: float, init, seed: int, dev: torch.device, precision: str, optimizer: str,
+               lr: float | None, iterations: int, report_every: int | None, progress: _Progress) -> torch.Tensor:
+    """All scales of one batch; returns its (B, 3, H, W) images."""
+    progress.chunk_iterations, image = 0, None
+    shared = len({id(item.styles[0]) for item in chunk}) == 1 and len(chunk[0].styles) == len(blend)
+    for long_edge in sizes:
+        prepared = [prepare_images(net, item.content, item.styles, long_edge, style_scale) for item in chunk]
+        content = torch.cat([c for c, _ in prepared]).to(dev)  # (B, 3, H, W)
+        style_sets = [[s.to(dev) for s in ss] for _, ss in prepared]
+        objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, blend, spec,
+                                   precision=precision)
+        hw = tuple(content.shape[-2:])
+        if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
+            x0 = resize(image, hw)
+        elif isinstance(init, torch.Tensor):
+            x0 = initial_image(resize(init, hw), content, seed)
+        elif init == "style-stats":
+            x0 = torch.cat([style_stats_noise(ss, blend, (1, *content.shape[1:]), seed) for _, ss in prepared])
+        else:  # every image of a batch gets the noise it would get alone
+            x0 = torch.cat([initial_image(init, content[i:i + 1], seed) for i in range(len(chunk))])
+        progress.last = None
+        image = optimize(objective, x0.to(dev), iterations=iterations, optimizer=optimizer, lr=lr,
+                         callback=progress, report_every=report_every)
+        progress.finished(progress.last.iteration if progress.last is not None else 0)
+        if progress.stopped:
+            break
+    return image
 
 
 def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **options) -> Image.Image:
@@ -269,6 +359,10 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     scales=[128, 256, 512] (a pyramid: each scale runs ``iterations`` and starts from the previous result),
     pooling="max"|"avg" (VGG), gram="channel"|"token" and gram_norm="seed"|"none" (ViT),
     init="content"|"random"|"style-stats"|image, seed, device,
-    callback(ProgressEvent) called after every loss evaluation.
+    precision="fp32"|"tf32"|"bf16" (tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
+    channels_last (NHWC convolutions), callback(ProgressEvent) called every ``report_every`` evaluations
+    (default 1, 10 on CUDA). For several contents at once use ``transfer`` with a list.
     """
+    if isinstance(content, (list, tuple)):
+        raise StylelabError("stylize takes one content image; pass a list to transfer() for a batch")
     return transfer(content, style, **options).to_pil()

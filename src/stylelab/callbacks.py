@@ -25,9 +25,16 @@ class ProgressBar:
         if self.bar is None:  # opened at the first evaluation, after weights and targets are ready
             self.bar = tqdm(total=self.total, desc=self.description, unit="it", disable=self.disable,
                             file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
+        if self.bar.total != event.iterations:  # a batch run knows its total only once it is grouped
+            self.bar.total = event.iterations
         self.bar.update(event.iteration - self.bar.n)
         self.bar.set_postfix_str(f"loss {event.loss:.4g} (content {event.content_loss:.3g}, "
                                  f"style {event.style_loss:.3g})", refresh=False)
+
+    def write(self, message: str, quiet: bool = False) -> None:
+        """A line on stderr that does not break the bar."""
+        if not quiet:
+            tqdm.write(message, file=sys.stderr) if self.bar is not None else print(message, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:

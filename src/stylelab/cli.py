@@ -20,14 +20,14 @@ from .callbacks import Animator, Chain, FrameSaver, ProgressBar, TraceRecorder, 
 from .colour import ORIGINAL_COLORS
 from .errors import StylelabError, WeightsUnavailableError
 from .images import (
-    BIT_DEPTHS, MAX_SIZE, check_bit_depth, check_writable, load_image, output_format, save_image,
+    BIT_DEPTHS, MAX_SIZE, check_bit_depth, check_writable, image_files, load_image, output_format, save_image,
     side_by_side, write_atomically,
 )
 from .layerspec import parse_layer_spec
-from .runtime import resolve_device, strict_fp32
+from .runtime import PRECISIONS, resolve_device, strict_fp32
 from .study.environment import environment
 from .backbones.clip import GRAM_NORMS, GRAMS
-from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS
+from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS, default_report_every
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(transfer).parameters.items()
             if p.default is not inspect.Parameter.empty}
@@ -126,6 +126,14 @@ def _add_run_options(p: argparse.ArgumentParser, size: int, iterations: int, bac
     p.add_argument("--quiet", action="store_true", help="no progress bar or info lines")
 
 
+def _add_speed_options(p: argparse.ArgumentParser) -> None:
+    d = DEFAULTS
+    p.add_argument("--precision", choices=PRECISIONS, default=d["precision"],
+                   help="fp32 (exact), tf32 (CUDA tensor cores) or bf16 (backbone under autocast; Grams and "
+                        "losses stay fp32); see bench/RESULTS.md for their speed and difference")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
+
+
 def _add_study_options(p: argparse.ArgumentParser) -> None:
     """The judges of quality metrics, and resuming."""
     p.add_argument("--judge", default="vgg19", help="backbone that measures the Gram style distance")
@@ -173,11 +181,21 @@ def build_parser() -> Parser:
 
     t = sub.add_parser("transfer", help="render CONTENT in the style of STYLE",
                        formatter_class=HelpFormatter)
-    t.add_argument("content", metavar="CONTENT", help="content image")
-    t.add_argument("styles", nargs="+", metavar="STYLE",
-                   help="style image(s); several are blended as Gram statistics (see --style-blend)")
-    t.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png .jpg .webp .tif)")
+    t.add_argument("content", nargs="?", metavar="CONTENT", help="content image, or a folder of them (a batch)")
+    t.add_argument("styles", nargs="*", metavar="STYLE",
+                   help="style image(s); several are blended as Gram statistics (see --style-blend, --each-style)")
+    t.add_argument("-c", "--content", dest="contents", action="append", metavar="FILE|DIR",
+                   help="a content image or folder, repeatable; with -c every positional argument is a style")
+    t.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output image (.png .jpg .webp .tif); with several outputs a folder (written as "
+                        "CONTENT.png, or CONTENT-STYLE.png with --each-style) or a pattern such as "
+                        "'out/{content}_{style}.jpg'")
     _add_run_options(t, d["size"], d["iterations"])
+    _add_speed_options(t)
+    t.add_argument("--each-style", action="store_true",
+                   help="one output per (content, style) pair instead of one blend of all styles")
+    t.add_argument("--batch-size", type=_int_in(1, 4096), default=d["batch_size"], metavar="N",
+                   help="images optimized together on the device (same-size images share a batch)")
     _add_loss_options(t)
     t.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
                    help="blend weights of the styles, normalized to sum 1 (default: equal)")
@@ -204,6 +222,7 @@ def build_parser() -> Parser:
                           formatter_class=HelpFormatter)
     demo.add_argument("-o", "--output", default="demo.png", metavar="OUT")
     _add_run_options(demo, 256, 300)
+    _add_speed_options(demo)
     demo.set_defaults(run=cmd_demo)
 
     f = sub.add_parser("features", help="picture a backbone's feature maps (grid per layer, optional PCA)",
@@ -278,15 +297,19 @@ def _info(args, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _run_transfer(args, content, style, output: Path, **options):
-    """Run one transfer with progress bar, frames, trace and animation; write the output atomically."""
+def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
+    """Run a transfer (one image or a batch) with progress bar, frames, trace and animation; write each
+    output atomically as soon as its image is finished."""
     total = args.iterations * len(options.get("scales") or [1])
     bar = ProgressBar(total, disable=args.quiet)
-    frames = FrameSaver(output, getattr(args, "save_every", 0))
-    trace = TraceRecorder(args.trace, {"output": str(output)}) if getattr(args, "trace", None) else None
+    frames = FrameSaver(outputs[0], getattr(args, "save_every", 0))
+    trace = TraceRecorder(args.trace, {"output": str(outputs[0])}) if getattr(args, "trace", None) else None
     animator = None
     if getattr(args, "animate", None):
         animator = Animator(args.animate, args.animate_every or max(1, total // 100))
+    # Reports cost a device sync on CUDA; frames need them at their iterations, a trace at every one.
+    every = 1 if trace is not None else math.gcd(default_report_every(resolve_device(args.device)), frames.every,
+                                                 animator.every if animator else 0)
 
     def log(message: str) -> None:
         if "random init" in message:  # always said, even with --quiet
@@ -294,39 +317,98 @@ def _run_transfer(args, content, style, output: Path, **options):
         else:
             _info(args, message)
 
+    def save(index: int, result) -> None:
+        outputs[index].parent.mkdir(exist_ok=True)  # a batch's output folder; its parent was checked
+        save_image(result.image, outputs[index], getattr(args, "bit_depth", 8))
+        h, w = result.image.shape[-2:]
+        bar.write(f"wrote {outputs[index]} ({w}x{h})", quiet=args.quiet)
+
     try:
-        result = transfer(content, style, backbone=args.backbone, weights=args.weights, size=args.size,
-                          iterations=args.iterations, device=args.device, seed=args.seed,
-                          callback=Chain(bar, frames, trace, animator), log=log, **options)
+        results = transfer(content, style, backbone=args.backbone, weights=args.weights, size=args.size,
+                           iterations=args.iterations, device=args.device, seed=args.seed,
+                           precision=getattr(args, "precision", "fp32"),
+                           channels_last=getattr(args, "channels_last", False), report_every=every,
+                           callback=Chain(bar, frames, trace, animator), on_result=save, log=log, **options)
     finally:
         bar.close()
-    save_image(result.image, output, getattr(args, "bit_depth", 8))
+    results = results if isinstance(results, list) else [results]
+    last = results[-1]
     if animator is not None:
-        _info(args, f"wrote {animator.write(result.image)} ({animator.written} frames)")
+        _info(args, f"wrote {animator.write(last.image)} ({animator.written} frames)")
     if trace is not None:
-        trace.write(backbone=result.backbone, weights=result.weights_source, device=result.device,
-                    content_layers=dict(result.loss.content_layers), style_layers=dict(result.loss.style_layers),
-                    content_weight=result.loss.content_weight, style_weight=result.loss.style_weight,
-                    seconds=result.seconds)
-    h, w = result.image.shape[-2:]
-    _info(args, f"wrote {output} ({w}x{h}) in {result.seconds:.1f} s, "
-                f"{result.iterations / max(result.seconds, 1e-9):.1f} it/s on {result.device}")
-    return result
+        trace.write(backbone=last.backbone, weights=last.weights_source, device=last.device,
+                    content_layers=dict(last.loss.content_layers), style_layers=dict(last.loss.style_layers),
+                    content_weight=last.loss.content_weight, style_weight=last.loss.style_weight,
+                    seconds=sum({r.batch_index: r.seconds for r in results}.values()))
+    seconds = sum({r.batch_index: r.seconds for r in results}.values())  # each batch's time once
+    iterations = args.iterations * len(options.get("scales") or [1]) * len(results)
+    _info(args, f"{len(results)} image(s) in {seconds:.1f} s: {iterations / max(seconds, 1e-9):.1f} image-it/s "
+                f"on {last.device}" if len(results) > 1 else
+                f"done in {seconds:.1f} s, {last.iterations / max(seconds, 1e-9):.1f} it/s on {last.device}")
+    return results
+
+
+def _transfer_inputs(args) -> tuple[list[Path], list[Path], bool]:
+    """(content files, style files, batch?) from CONTENT STYLE… or -c C… STYLE…; folders expand to their images."""
+    given = [args.content, *args.styles] if args.content is not None else []
+    specs, style_specs = (args.contents, given) if args.contents else (given[:1], given[1:])
+    if not specs:
+        raise StylelabError("no content image: give CONTENT STYLE [STYLE…], or -c CONTENT … STYLE [STYLE…]")
+    if not style_specs:
+        raise StylelabError("no style image: give CONTENT STYLE [STYLE…], or -c CONTENT … STYLE [STYLE…]")
+    contents = [f for spec in specs for f in image_files(spec, "content")]
+    styles = [f for spec in style_specs for f in image_files(spec, "style")]
+    folders = any(Path(spec).is_dir() for spec in [*specs, *style_specs])
+    batch = folders or len(contents) > 1 or (args.each_style and len(styles) > 1)
+    return contents, styles, batch
+
+
+def _transfer_outputs(args, contents: list[Path], styles: list[Path], batch: bool) -> list[Path]:
+    """One path per result, in the order transfer() returns them (content-major)."""
+    if not batch:
+        return [check_writable(args.output)]
+    style_names = [s.stem for s in styles] if args.each_style else ["+".join(s.stem for s in styles)]
+    names = [{"content": c.stem, "style": s} for c in contents for s in style_names]
+    if "{" in args.output:  # a pattern
+        try:
+            outputs = [Path(args.output.format(**n)) for n in names]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise StylelabError(f"--output pattern {args.output!r}: use only {{content}} and {{style}} ({exc})") from None
+        for path in outputs:
+            check_writable(path)
+    else:  # a folder, made when the first image is written
+        folder = Path(args.output)
+        if folder.exists() and not folder.is_dir():
+            raise StylelabError(f"with several outputs -o must be a folder or a pattern; {folder} is a file")
+        check_writable(folder / "x.png") if folder.is_dir() else check_writable(folder)
+        outputs = [folder / (f"{n['content']}-{n['style']}.png" if args.each_style else f"{n['content']}.png")
+                   for n in names]
+    seen: dict[Path, int] = {}
+    for path in outputs:
+        seen[path] = seen.get(path, 0) + 1
+        if seen[path] > 1:
+            raise StylelabError(f"two outputs would both be written to {path}: content (and style) names repeat; "
+                                "use a pattern with {content} and {style}, or rename the inputs")
+    return outputs
 
 
 def cmd_transfer(args) -> int:
-    output = check_writable(args.output)
-    check_bit_depth(output, args.bit_depth)
+    contents, styles, batch = _transfer_inputs(args)
+    outputs = _transfer_outputs(args, contents, styles, batch)
+    for output in outputs:
+        check_bit_depth(output, args.bit_depth)
     if args.trace:
         check_writable(args.trace)
+    if batch and (args.animate or args.save_every):
+        raise StylelabError("--animate and --save-every follow one image: use them with a single content image")
     if args.animate:
         check_animation_path(check_writable(args.animate))
     if args.scales:
         args.size = args.scales[-1]
-    _run_transfer(args, args.content, args.styles, output, content_layers=args.content_layers,
+    _run_transfer(args, contents if batch else contents[0], styles, outputs, content_layers=args.content_layers,
                   style_layers=args.style_layers, init=args.init, style_blend=args.style_blend,
-                  style_scale=args.style_scale, original_colors=args.original_colors, scales=args.scales,
-                  **_loss_options(args))
+                  each_style=args.each_style, batch_size=args.batch_size, style_scale=args.style_scale,
+                  original_colors=args.original_colors, scales=args.scales, **_loss_options(args))
     return 0
 
 
@@ -345,7 +427,7 @@ def cmd_demo(args) -> int:
     output_format(output)
     content, style = sample_content(), sample_style()
     try:
-        result = _run_transfer(args, content, style, output)
+        result, = _run_transfer(args, content, style, [output])
     except WeightsUnavailableError as exc:
         if args.weights != "pretrained":
             raise
@@ -353,7 +435,7 @@ def cmd_demo(args) -> int:
         print("stylelab: demo continues with --weights random (a random network: texture, not a painting)",
               file=sys.stderr)
         args.weights = "random"
-        result = _run_transfer(args, content, style, output)
+        result, = _run_transfer(args, content, style, [output])
     sheet = output.with_name(f"{output.stem}-sheet{output.suffix}")
     save_image(side_by_side([content, style, result.image], height=result.image.shape[-2]), sheet)
     _info(args, f"wrote {sheet} (content | style | result)")

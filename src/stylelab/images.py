@@ -157,6 +157,22 @@ def output_format(path: str | os.PathLike) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def image_files(path: str | os.PathLike, what: str) -> list[Path]:
+    """A file, or the images in a folder (sorted by name)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise StylelabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the {what} folder {path}")
+        return files
+    if not path.exists():
+        raise StylelabError(f"{what} not found: {path}")
+    return [path]
+
+
 def check_writable(path: str | os.PathLike) -> Path:
     """Fail early (before any optimization) if ``path`` cannot be written."""
     path = Path(path)

@@ -1,12 +1,11 @@
-"""The optimization loop: pixels of one image optimized against content and style targets.
+"""The optimization loop: the pixels of a batch of images optimized against content and style targets.
 
-The image is an fp32 leaf tensor in [0, 1] sRGB; the backbone does its own normalization.
-Progress is reported as a ``ProgressEvent`` passed to a callback after every loss evaluation.
+The images are an fp32 leaf tensor (B, 3, H, W) in [0, 1] sRGB, each image its own problem; the
+backbone does its own normalization. Progress is reported as a ``ProgressEvent`` passed to a callback.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,9 @@ from torch import Tensor
 
 from .backbones.base import Backbone
 from .errors import NonFiniteLossError, StylelabError
+from .lbfgs import BatchedLBFGS
 from .losses import content_loss, softmax_transform, style_layer_loss, style_loss, total_loss, total_variation
+from .runtime import autocast_dtype, strict_fp32
 
 OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
@@ -45,7 +46,10 @@ def check_feature_transform(name: str) -> None:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One loss evaluation. Losses are unweighted by α/β; ``loss`` is the weighted total."""
+    """A report after a loss evaluation. Losses are unweighted by α/β; ``loss`` is the weighted total.
+
+    For a batch, the losses are sums over its images and ``per_image`` holds one event per image.
+    """
 
     iteration: int  # 1-based count of loss evaluations (L-BFGS "iterations" in the seed's sense)
     iterations: int  # how many are planned
@@ -56,7 +60,8 @@ class ProgressEvent:
     tv_loss: float
     content_layers: dict[str, float] = field(default_factory=dict)
     style_layers: dict[str, float] = field(default_factory=dict)
-    image: Tensor | None = None  # the image just evaluated, (1, 3, H, W) in [0, 1]; do not modify
+    image: Tensor | None = None  # the image(s) just evaluated, (B, 3, H, W) in [0, 1]; do not modify
+    per_image: tuple["ProgressEvent", ...] = ()
 
 
 class StopOptimization(Exception):
@@ -64,31 +69,59 @@ class StopOptimization(Exception):
 
 
 class StyleObjective:
-    """Targets computed once; calling it on an image returns (total, parts to report)."""
+    """Targets computed once; calling it on images returns (total, per-image parts to report).
 
-    def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
-                 spec: LossSpec):
+    ``content`` is (B, 3, H, W): B images optimized together, each against its own content. ``styles`` is
+    one list of style images shared by the batch, or one list per image; each list's Gram statistics are
+    blended by ``blend``. ``precision="bf16"`` runs the backbone under bf16 autocast; Grams and losses
+    stay fp32.
+    """
+
+    def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor] | Sequence[Sequence[Tensor]],
+                 blend: Sequence[float], spec: LossSpec, *, precision: str = "fp32"):
         check_feature_transform(spec.feature_transform)
+        per_image = not isinstance(styles[0], Tensor)
+        sets = list(styles) if per_image else [styles]
+        if per_image and len(sets) != content.shape[0]:
+            raise StylelabError(f"{content.shape[0]} images need {content.shape[0]} style lists, got {len(sets)}")
+        if any(len(style_set) != len(blend) for style_set in sets):
+            raise StylelabError(f"{len(blend)} blend weights for style lists of {[len(x) for x in sets]} images")
         self.backbone, self.spec = backbone, spec
+        self.autocast = autocast_dtype(precision)
         self.layers = list(dict.fromkeys([*spec.content_layers, *spec.style_layers]))
         with torch.no_grad():
             feats = self.features(content, list(spec.content_layers))
             self.content_targets = {n: feats[n].detach() for n in spec.content_layers}
-            self.style_targets: dict[str, Tensor] = {}
-            for style, b in zip(styles, blend):
-                feats = self.features(style, list(spec.style_layers))
-                for n in spec.style_layers:
-                    # Several styles blend at the level of their Gram statistics, never as pixels.
-                    a = b * backbone.style_gram(n, feats[n])
-                    self.style_targets[n] = self.style_targets[n] + a if n in self.style_targets else a
+            # Several styles blend at the level of their Gram statistics, never as pixels.
+            targets = [self.blended_grams(style_set, blend) for style_set in sets]  # each {layer: (1, N, N)}
+            self.style_targets = {n: torch.cat([t[n] for t in targets]) for n in spec.style_layers}
+
+    def blended_grams(self, styles: Sequence[Tensor], blend: Sequence[float]) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for style, weight in zip(styles, blend):
+            for n, g in self.style_grams(style).items():
+                out[n] = out[n] + weight * g if n in out else weight * g
+        return out
+
+    def style_grams(self, style: Tensor) -> dict[str, Tensor]:
+        feats = self.features(style, list(self.spec.style_layers))
+        return {n: self.backbone.style_gram(n, feats[n]) for n in self.spec.style_layers}
 
     def features(self, image: Tensor, names: list[str]) -> dict[str, Tensor]:
-        feats = self.backbone(image, names)
+        if self.autocast is None:
+            feats = self.backbone(image, names)
+        else:
+            # Departure for speed (opt-in): the network in bf16, everything after it in fp32.
+            with torch.autocast(image.device.type, dtype=self.autocast):
+                feats = self.backbone(image, names)
+            feats = {n: f.float() for n, f in feats.items()}
         if self.spec.feature_transform == "softmax":
             feats = {n: softmax_transform(f) for n, f in feats.items()}
         return feats
 
     def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, H, W) -> (sum of the B weighted totals, (B, P) detached parts: total, content, style,
+        tv, then each content layer and each style layer)."""
         feats = self.features(image, self.layers)
         content_parts = []
         for n in self.spec.content_layers:
@@ -101,14 +134,14 @@ class StyleObjective:
             g = self.backbone.style_gram(n, feats[n])  # (B, N, N), already divided by M
             style_parts.append(style_layer_loss(g, self.style_targets[n], g.shape[1], 1))
         c_w = self.spec.content_layers
-        content = sum(c_w[n] * part for n, part in zip(c_w, content_parts)) if c_w else image.new_zeros(1)
+        zero = image.new_zeros(image.shape[0])
+        content = sum(c_w[n] * part for n, part in zip(c_w, content_parts)) if c_w else zero
         style = style_loss(dict(zip(self.spec.style_layers, style_parts)), self.spec.style_layers)
         tv = total_variation(image)
         total = total_loss(content, style, self.spec.content_weight, self.spec.style_weight)
-        total = (total + self.spec.tv_weight * tv).sum()
-        parts = torch.stack([total, content.sum(), style.sum(), tv.sum(),
-                             *[p.sum() for p in content_parts], *[p.sum() for p in style_parts]])
-        return total, parts.detach()
+        total = total + self.spec.tv_weight * tv  # (B,)
+        parts = torch.stack([total, content + zero, style + zero, tv, *content_parts, *style_parts], dim=1)
+        return total.sum(), parts.detach()
 
 
 INIT_MODES = ("content", "random", "style-stats")  # or an image (path, PIL image, tensor)
@@ -117,7 +150,7 @@ INIT_MODES = ("content", "random", "style-stats")  # or an image (path, PIL imag
 def initial_image(init: str | Tensor, content: Tensor, seed: int) -> Tensor:
     """"content" (Gatys et al.'s usual start), "random" (seeded uniform noise) or a given image."""
     if isinstance(init, Tensor):
-        return init.to(content.device, torch.float32).clone()
+        return init.to(content.device, torch.float32).expand_as(content).clone()
     if init == "content":
         return content.clone()
     if init == "random":
@@ -126,60 +159,89 @@ def initial_image(init: str | Tensor, content: Tensor, seed: int) -> Tensor:
     raise StylelabError(f"unknown init {init!r}; choose content, random, style-stats or an image path")
 
 
+def default_report_every(device: torch.device) -> int:
+    """Report (and copy losses to the host) after every evaluation, except on CUDA: there, a host sync
+    per evaluation stops the CPU from queueing the next evaluation's kernels while the GPU works."""
+    return 10 if device.type == "cuda" else 1
+
+
 def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optimizer: str = "lbfgs",
-             lr: float | None = None, callback: Callable[[ProgressEvent], None] | None = None) -> Tensor:
-    """Optimize ``image`` (a copy) for ``iterations`` loss evaluations; return the result in [0, 1]."""
+             lr: float | None = None, callback: Callable[[ProgressEvent], None] | None = None,
+             report_every: int | None = None) -> Tensor:
+    """Optimize ``image`` (a copy; (B, 3, H, W), every image its own problem) for ``iterations`` loss
+    evaluations; return the result in [0, 1].
+
+    Losses are kept on the device and copied to the host every ``report_every`` evaluations (and after
+    the last): then they are checked to be finite and ``callback`` gets a ``ProgressEvent``.
+    """
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     x = image.detach().to(torch.float32).clone(memory_format=torch.contiguous_format).requires_grad_(True)  # fp32
+    report_every = default_report_every(x.device) if report_every is None else max(1, int(report_every))
     names = [*objective.spec.content_layers, *objective.spec.style_layers]
     n_content = len(objective.spec.content_layers)
-    count, start = 0, time.perf_counter()
+    if optimizer == "lbfgs":
+        # Exactly ``iterations`` evaluations, no early stop, no line search (one evaluation per iteration).
+        step = BatchedLBFGS(x, lr=lr, history=LBFGS_HISTORY).step
+    else:
+        adam = torch.optim.Adam([x], lr=lr)
 
-    def closure() -> Tensor:
-        nonlocal count
-        if count >= iterations:  # L-BFGS never asks for more than max_eval; Adam's loop is exact
-            raise StopOptimization
-        opt.zero_grad(set_to_none=True)
-        total, parts = objective(x)
-        total.backward()
-        count += 1
-        values = parts.cpu().tolist()  # one device sync per evaluation for all reported numbers
-        if not math.isfinite(values[0]):
+        def step(grad: Tensor) -> None:
+            adam.step()
+            with torch.no_grad():
+                x.clamp_(0, 1)  # projected gradient: Adam steps can leave the valid pixel range
+
+    trace = None  # (iterations, B, P) losses, filled on the device
+    reported, start = 0, time.perf_counter()
+
+    def report(count: int) -> None:
+        rows = trace[reported:count].cpu()  # the one host sync
+        bad = (~torch.isfinite(rows[:, :, 0])).nonzero()
+        if len(bad):
+            at, item = int(bad[0, 0]), int(bad[0, 1])
+            row = rows[at, item].tolist()
+            which = f" of image {item + 1}" if x.shape[0] > 1 else ""
             raise NonFiniteLossError(
-                f"loss became {values[0]} at iteration {count} of {iterations} (content {values[1]:.4g}, "
-                f"style {values[2]:.4g}); lower --style-weight/--content-weight or check the weights"
+                f"loss{which} became {row[0]} at iteration {reported + at + 1} of {iterations} (content "
+                f"{row[1]:.4g}, style {row[2]:.4g}); lower --style-weight/--content-weight or check the weights"
             )
         if callback is not None:
-            layer_values = values[4:]
-            callback(ProgressEvent(
-                iteration=count, iterations=iterations, elapsed=time.perf_counter() - start,
-                loss=values[0], content_loss=values[1], style_loss=values[2], tv_loss=values[3],
-                content_layers=dict(zip(names[:n_content], layer_values[:n_content])),
-                style_layers=dict(zip(names[n_content:], layer_values[n_content:])),
-                image=x.detach(),
-            ))
-        return total
+            callback(_event(rows[-1], count, iterations, time.perf_counter() - start, names, n_content, x.detach()))
 
-    if optimizer == "lbfgs":
-        # Exactly ``iterations`` evaluations, no early stop: negative tolerances disable L-BFGS's
-        # convergence tests, no line search means one evaluation per iteration.
-        opt = torch.optim.LBFGS([x], lr=lr, max_iter=iterations, max_eval=iterations, tolerance_grad=-1,
-                                tolerance_change=-1, history_size=LBFGS_HISTORY)
-        try:
-            opt.step(closure)
-        except StopOptimization:
-            pass
-    else:
-        opt = torch.optim.Adam([x], lr=lr)
-        try:
-            for _ in range(iterations):
-                closure()
-                opt.step()
-                with torch.no_grad():
-                    x.clamp_(0, 1)  # projected gradient: Adam steps can leave the valid pixel range
-        except StopOptimization:
-            pass
+    try:
+        for count in range(1, iterations + 1):
+            x.grad = None
+            total, parts = objective(x)
+            total.backward()
+            if trace is None:
+                trace = parts.new_empty(iterations, *parts.shape)
+            trace[count - 1] = parts
+            if count % report_every == 0 or count == iterations:
+                report(count)
+                reported = count
+            if count < iterations:  # the returned image is the last one evaluated
+                with strict_fp32():  # the optimizer's own dot products never in TF32
+                    step(x.grad)
+    except StopOptimization:
+        pass
     # L-BFGS works unconstrained (as in the reference code); the result is clamped once at the end.
     return x.detach().clamp(0, 1)
+
+
+def _event(parts: Tensor, count: int, iterations: int, elapsed: float, names: list[str], n_content: int,
+           image: Tensor) -> ProgressEvent:
+    """(B, P) host losses -> the batch's event (sums) with one event per image when B > 1."""
+
+    def make(values: list[float], image: Tensor, per_image=()) -> ProgressEvent:
+        layers = values[4:]
+        return ProgressEvent(
+            iteration=count, iterations=iterations, elapsed=elapsed, loss=values[0], content_loss=values[1],
+            style_loss=values[2], tv_loss=values[3], content_layers=dict(zip(names[:n_content], layers[:n_content])),
+            style_layers=dict(zip(names[n_content:], layers[n_content:])), image=image, per_image=per_image,
+        )
+
+    if parts.shape[0] == 1:
+        return make(parts[0].tolist(), image)
+    singles = tuple(make(row.tolist(), image[i:i + 1]) for i, row in enumerate(parts))
+    return make(parts.double().sum(0).tolist(), image, singles)

@@ -46,20 +46,55 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(precision: str, device: torch.device | None = None) -> None:
+    """fp32 (default), tf32 (CUDA only: matmuls/convolutions on TF32 tensor cores) or bf16 (autocast)."""
+    if precision not in PRECISIONS:
+        raise StylelabError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if precision == "tf32" and device is not None and device.type != "cuda":
+        raise StylelabError(f"precision tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format), "
+                            f"not {device.type}; use fp32 or bf16")
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The dtype the backbone's forward runs in under autocast, or None for none."""
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+@contextlib.contextmanager
+def numeric_mode(precision: str = "fp32"):
+    """fp32 and bf16 keep every fp32 matmul/convolution strict (bf16 autocast covers only the backbone,
+    see ``optimize.StyleObjective``); tf32 lets cuBLAS and cuDNN use TF32 tensor cores."""
+    if precision != "tf32":
+        with strict_fp32():
+            yield
+        return
+    with _fp32_precision("tf32", True):
+        yield
+
+
 @contextlib.contextmanager
 def strict_fp32():
     """True fp32 for matmuls and convolutions: PyTorch lets cuDNN convolutions use TF32 by default."""
+    with _fp32_precision("ieee", False):
+        yield
+
+
+@contextlib.contextmanager
+def _fp32_precision(mode: str, allow_tf32: bool):
     cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
     if hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(cudnn_conv, "fp32_precision"):
         saved = torch.backends.cuda.matmul.fp32_precision, cudnn_conv.fp32_precision
-        torch.backends.cuda.matmul.fp32_precision, cudnn_conv.fp32_precision = "ieee", "ieee"
+        torch.backends.cuda.matmul.fp32_precision, cudnn_conv.fp32_precision = mode, mode
         try:
             yield
         finally:
             torch.backends.cuda.matmul.fp32_precision, cudnn_conv.fp32_precision = saved
     else:  # older PyTorch
         saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
         try:
             yield
         finally:

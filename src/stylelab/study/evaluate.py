@@ -14,11 +14,10 @@ import torch
 from torch import Tensor
 
 from ..errors import StylelabError, WeightsUnavailableError
-from ..images import load_image, resize
+from ..images import image_files, load_image, resize
 from .judges import GramJudge, art_fid, frechet_distance, inception_features, load_art_inception, load_lpips
 from .metrics import WEIGHTS_FREE, weights_free_metrics
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 # name: (compared with, higher is better, what it is)
 METRICS = {
@@ -97,19 +96,6 @@ class Judges:
         if values["fid"] is not None and values["lpips_mean"] is not None:
             values["art_fid"] = art_fid(values["lpips_mean"], values["fid"])
         return values
-
-
-def image_files(path: str | os.PathLike, what: str) -> list[Path]:
-    """A file, or the images in a folder (sorted by name, as ArtFID pairs them)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise StylelabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the {what} folder {path}")
-        return files
-    if not path.exists():
-        raise StylelabError(f"{what} not found: {path}")
-    return [path]
 
 
 def pair_up(outputs: list[Path], others: list[Path], what: str) -> list[Path]:

@@ -1,0 +1,115 @@
+"""L-BFGS for a batch of independent images, with no host synchronization.
+
+The same algorithm as ``torch.optim.LBFGS`` without line search (one loss evaluation per iteration,
+first step scaled by min(1, 1/‖g‖₁), then steps of ``lr``), run for every image of a batch at once
+with its own history, curvature scale and step. Two departures, both for speed:
+
+* The two-loop recursion is not run as 2·m dot products and axpys (4·m small kernels per iteration,
+  m = history length): its two loops are triangular systems in the m×m matrix of products s_i·y_j,
+  which is kept up to date as pairs arrive. An iteration costs five batched matrix–vector products
+  over the history and two tiny triangular solves, whatever m is. Same arithmetic, other summation order.
+* No Python branch depends on a tensor value (torch's needs ``float(loss)`` and ``ys > 1e-10``): a pair
+  with too little curvature (y·s ≤ 1e-10) is stored with ρ = 0, which removes it from the recursion
+  exactly as torch skips it, but it still occupies a slot of the history (torch would keep an older pair).
+
+Shapes: x is (B, ...) and every image of the batch is one problem of N = x[0].numel() unknowns.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+CURVATURE_EPS = 1e-10  # torch.optim.LBFGS's threshold on y·s
+
+
+class BatchedLBFGS:
+    """Call ``step(grad)`` after each evaluation of the loss at ``x``; ``x`` is updated in place."""
+
+    def __init__(self, x: Tensor, lr: float = 1.0, history: int = 100):
+        if history < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
+        self.x, self.lr, self.history = x, float(lr), history
+        b, n = x.shape[0], x[0].numel()
+        self.batch, self.n = b, n
+        self.count = 0  # pairs stored so far (host-side integer: shapes never depend on tensor values)
+        self.steps = 0
+        self.prev_grad: Tensor | None = None  # (B, N)
+        self.direction: Tensor | None = None  # (B, N)
+        self.t: Tensor | None = None  # (B, 1) step of the last update
+        self.h_diag = x.new_ones(b, 1)  # (B, 1) initial inverse-Hessian scale
+        self.s = self.y = None  # (B, m, N) ring buffers, allocated at the second step
+        self.sy = x.new_zeros(b, history, history)  # (B, m, m): sy[:, i, j] = s_i · y_j (physical slots)
+        self.rho = x.new_zeros(b, history)  # (B, m): 1 / (y_i · s_i), 0 for skipped pairs
+
+    def _start(self) -> int:
+        """The physical slot of the oldest pair (slots are filled in order, then reused as a ring)."""
+        return self.count % self.history if self.count > self.history else 0
+
+    @torch.no_grad()
+    def step(self, grad: Tensor) -> None:
+        g = grad.reshape(self.batch, self.n)  # (B, N)
+        if self.steps == 0:
+            d = -g
+            # torch: t = min(1, 1/‖g‖₁)·lr on the first iteration only
+            t = torch.clamp(g.abs().sum(1, keepdim=True).reciprocal(), max=1.0) * self.lr
+        else:
+            self._remember(g - self.prev_grad, self.direction * self.t)
+            d = self._direction(g)
+            t = torch.full_like(self.t, self.lr)
+        if self.prev_grad is None:
+            self.prev_grad = g.clone()
+        else:
+            self.prev_grad.copy_(g)
+        self.direction, self.t, self.steps = d, t, self.steps + 1
+        self.x.view(self.batch, self.n).add_(d * t)
+
+    def _remember(self, y: Tensor, s: Tensor) -> None:
+        """Store the pair (s, y) in the next ring slot and update s·y products, ρ and the scale."""
+        if self.s is None:
+            self.s = y.new_zeros(self.batch, self.history, self.n)
+            self.y = y.new_zeros(self.batch, self.history, self.n)
+        p = self.count % self.history
+        self.s[:, p].copy_(s)
+        self.y[:, p].copy_(y)
+        self.count += 1
+        m = min(self.count, self.history)
+        slots_s, slots_y = self.s[:, :m], self.y[:, :m]  # (B, m, N); all filled slots, physical order
+        self.sy[:, p, :m] = torch.bmm(slots_y, s.unsqueeze(2)).squeeze(2)  # s_p · y_j
+        self.sy[:, :m, p] = torch.bmm(slots_s, y.unsqueeze(2)).squeeze(2)  # s_i · y_p
+        ys = self.sy[:, p, p]  # (B,)
+        ok = ys > CURVATURE_EPS
+        self.rho[:, p] = torch.where(ok, ys.reciprocal(), torch.zeros_like(ys))
+        yy = y.pow(2).sum(1)
+        self.h_diag = torch.where(ok.unsqueeze(1), (ys / yy).unsqueeze(1), self.h_diag)
+
+    def _direction(self, g: Tensor) -> Tensor:
+        """-H·g by the two-loop recursion, written as two unit-triangular systems (oldest pair first).
+
+        Loop 1 (newest to oldest): α_i = ρ_i s_i·q_{i+1}, q_i = q_{i+1} - α_i y_i, q_m = -g, so
+            α_i = ρ_i (s_i·(-g) - Σ_{j>i} α_j s_i·y_j)       i.e. (I + diag(ρ) U) α = ρ ⊙ (S·(-g)).
+        Loop 2 (oldest to newest) from r_0 = H₀ q_0: β_i = ρ_i y_i·r_i, r_{i+1} = r_i + (α_i - β_i) s_i, so
+        c = α - β solves (I + diag(ρ) L) c = α - ρ ⊙ (Y·r_0) with L_ij = s_j·y_i for j < i, and d = r_0 + Sᵀc.
+        """
+        m, k = min(self.count, self.history), self._start()
+        s, y = self.s[:, :m], self.y[:, :m]  # (B, m, N) views in physical slot order: never copied
+
+        def logical(t: Tensor) -> Tensor:  # small (B, m, ·) tensors: physical -> oldest-first order
+            return torch.roll(t, -k, dims=1) if k else t
+
+        def physical(t: Tensor) -> Tensor:
+            return torch.roll(t, k, dims=1) if k else t
+
+        sy = self.sy[:, :m, :m]
+        sy = torch.roll(sy, (-k, -k), dims=(1, 2)) if k else sy  # (B, m, m), oldest first
+        rho = logical(self.rho[:, :m].unsqueeze(2))  # (B, m, 1)
+        eye = torch.eye(m, dtype=g.dtype, device=g.device)
+        a = logical(torch.bmm(s, -g.unsqueeze(2)))  # (B, m, 1)
+        alpha = torch.linalg.solve_triangular(eye + rho * torch.triu(sy, diagonal=1), rho * a,
+                                              upper=True, unitriangular=True)
+        q = -g - torch.bmm(physical(alpha).transpose(1, 2), y).squeeze(1)  # (B, N)
+        r0 = self.h_diag * q
+        b = logical(torch.bmm(y, r0.unsqueeze(2)))  # (B, m, 1)
+        lower = torch.tril(sy.transpose(1, 2), diagonal=-1)
+        c = torch.linalg.solve_triangular(eye + rho * lower, alpha - rho * b, upper=False, unitriangular=True)
+        return r0 + torch.bmm(physical(c).transpose(1, 2), s).squeeze(1)
