@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import make_rgb
 from stylelab.backbones import create_backbone
 from stylelab.cli import main
 
@@ -40,6 +41,36 @@ def test_transfer_end_to_end_with_trace_and_frames(capsys, tmp_path, content_pat
     assert set(first) >= {"iteration", "time", "loss", "content", "style", "style_layers"}
     assert set(first["style_layers"]) == {"relu1_1", "relu2_1"}
     assert data["iterations"][-1]["loss"] < first["loss"]
+
+
+def test_a_folder_of_contents_is_one_batch_written_into_a_folder(capsys, tmp_path, style_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, name in enumerate(["b.png", "a.jpg"]):
+        make_rgb(48, 64, seed=i).save(photos / name)
+    (photos / "notes.txt").write_text("not an image")
+    code, _, err = run(capsys, "transfer", photos, style_path, "-o", tmp_path / "styled", *FAST)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["a.png", "b.png"]
+    assert "2 images in 1 batch(es)" in err and "2 image(s) in" in err and "image-it/s" in err
+    with Image.open(tmp_path / "styled" / "a.png") as img:
+        assert img.size == (48, 36)
+
+
+def test_several_contents_times_each_style_follow_an_output_pattern(capsys, tmp_path, content_path, style_path):
+    other = tmp_path / "other.png"
+    make_rgb(64, 48, seed=3).save(other)
+    second_style = tmp_path / "dots.png"
+    make_rgb(32, 32, seed=4).save(second_style)
+    (tmp_path / "out").mkdir()
+    code, _, err = run(capsys, "transfer", "-c", content_path, "-c", other, style_path, second_style,
+                       "--each-style", "--batch-size", "2", "-o", tmp_path / "out" / "{content}_{style}.jpg", *FAST)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["content_dots.jpg", "content_style.jpg", "other_dots.jpg", "other_style.jpg"]
+    assert "4 images in 2 batch(es)" in err  # two sizes, two images each
+    with Image.open(tmp_path / "out" / "other_dots.jpg") as img:
+        assert img.size == (36, 48)
 
 
 def test_quiet_prints_nothing_but_the_random_weights_warning(capsys, tmp_path, content_path, style_path):
