@@ -3,11 +3,14 @@
     python bench/bench.py                                   # all backbones, 256/512/1024 px, 500 iterations
     python bench/bench.py --backbones vgg19 --sizes 256 --iterations 50 --repeats 2    # quick, e.g. on a CPU
 
-Random-init weights (timing does not depend on the values), fixed seeds, generated images. Per
-configuration: ms per iteration (median of per-evaluation times after a burn-in; every evaluation ends
-in a device sync), end-to-end seconds for N iterations with the style/content targets included
-(median of repeats), peak device memory, GFLOP per iteration (counted by torch's FlopCounterMode) and
-the FLOP floor at --peak-tflops. The reference is timed in the same process, so ratios are side by side.
+Random-init weights (timing does not depend on the values), fixed seeds, generated images. Per backbone,
+size and variant (a lever: precision, channels_last, sync per evaluation): ms per iteration (median time
+between progress reports, each after a device sync, divided by the evaluations between them, after a
+burn-in), end-to-end seconds for N iterations with the style/content targets included (median of repeats),
+images/s, peak device memory, GFLOP per iteration (torch's FlopCounterMode), the FLOP floor at
+--peak-tflops, and the numerics guard: the final loss's relative difference and the output's PSNR against
+the fp32 run on the same inputs. For VGG19 also a batch of --batch contents per variant (images/s). The
+reference runs in the same process (fp32, and tf32 on CUDA), so ratios are side by side.
 Prints a table last and writes JSON (--json).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import platform
 import statistics
 import sys
@@ -33,7 +37,7 @@ from stylelab.api import resolve_layers  # noqa: E402
 from stylelab.backbones import create_backbone  # noqa: E402
 from stylelab.images import resize  # noqa: E402
 from stylelab.optimize import LossSpec, StyleObjective  # noqa: E402
-from stylelab.runtime import device_name, resolve_device, strict_fp32  # noqa: E402
+from stylelab.runtime import device_name, numeric_mode, resolve_device  # noqa: E402
 from stylelab.samples import sample_content, sample_style  # noqa: E402
 
 BURN_IN = 5  # evaluations excluded from the per-iteration median (allocator, cuDNN autotuning)
@@ -65,23 +69,49 @@ def gflop_per_iteration(backbone: str, content, style, device) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def time_stylelab(backbone, content, style, iterations, repeats, device):
-    per_iteration, end_to_end, peak = [], [], 0
+# Levers, each a set of transfer() options; fp32 is the default mode and the numerics reference.
+VARIANTS = {
+    "fp32": {},
+    "fp32-nhwc": {"channels_last": True},  # same arithmetic, other order: the PSNR floor of chaos alone
+    "fp32-sync": {"report_every": 1},  # a host sync after every evaluation (the default reports every 10 on CUDA)
+    "tf32": {"precision": "tf32"},
+    "bf16": {"precision": "bf16"},
+    "bf16-nhwc": {"precision": "bf16", "channels_last": True},
+}
+
+
+def per_iteration(stamps: list[tuple[int, float]]) -> float | None:
+    """Median seconds per evaluation from (iteration, elapsed) reports after the burn-in."""
+    steps = [(t1 - t0) / (i1 - i0) for (i0, t0), (i1, t1) in zip(stamps, stamps[1:]) if i0 >= BURN_IN]
+    return statistics.median(steps) if steps else None
+
+
+def time_stylelab(backbone, content, style, iterations, repeats, device, batch=1, **options):
+    """(ms/it, e2e s, peak bytes, last result(s)) for ``batch`` copies of the content (flipped alternately)."""
+    per_it, end_to_end, peak, result = [], [], 0, None
+    contents = [content if i % 2 == 0 else content.flip(-1) for i in range(batch)]
     for _ in range(repeats):
         stamps = []
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        result = transfer(content, style, backbone=backbone, weights="random", size=max(content.shape[-2:]),
-                          iterations=iterations, device=device, callback=lambda e: stamps.append(e.elapsed))
-        steps = [b - a for a, b in zip(stamps[BURN_IN:], stamps[BURN_IN + 1:])]
-        per_iteration.append(statistics.median(steps) if steps else result.seconds / iterations)
-        end_to_end.append(result.seconds)
+        result = transfer(contents if batch > 1 else content, style, backbone=backbone, weights="random",
+                          size=max(content.shape[-2:]), iterations=iterations, device=device, batch_size=batch,
+                          callback=lambda e, stamps=stamps: stamps.append((e.iteration, e.elapsed)), **options)
+        first = result[0] if batch > 1 else result
+        per_it.append(per_iteration(stamps) or first.seconds / iterations)
+        end_to_end.append(first.seconds)
         if device.type == "cuda":
             peak = max(peak, torch.cuda.max_memory_allocated(device))
-    return statistics.median(per_iteration), statistics.median(end_to_end), peak
+    return statistics.median(per_it), statistics.median(end_to_end), peak, result
 
 
-def time_reference(content, style, iterations, repeats, device):
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """dB of b against a, for [0, 1] images; None (JSON null) when they are identical."""
+    mse = (a.double() - b.double()).pow(2).mean().item()
+    return None if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def time_reference(content, style, iterations, repeats, device, precision="fp32"):
     features = reference.vgg19_features().to(device)
     per_iteration, end_to_end, peak = [], [], 0
     for _ in range(repeats):
@@ -89,7 +119,7 @@ def time_reference(content, style, iterations, repeats, device):
             torch.cuda.reset_peak_memory_stats(device)
         sync(device)
         start = time.perf_counter()
-        with strict_fp32():
+        with numeric_mode(precision):
             _, evaluations = reference.run(features, content.to(device), style.to(device), iterations)
         sync(device)
         seconds = time.perf_counter() - start
@@ -106,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="256,512,1024")
     p.add_argument("--iterations", type=int, default=500)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"levers to time: {', '.join(VARIANTS)}")
+    p.add_argument("--batch", type=int, default=8, help="contents per batch for the images/s rows (VGG19; 0: none)")
     p.add_argument("--device", default="auto")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the device's dense fp32 rate for the FLOP floor (default: 67 on H100/H200, else none)")
@@ -115,43 +147,71 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     name = device_name(device)
     peak_tflops = args.peak_tflops or (67.0 if any(g in name for g in ("H100", "H200")) else None)
+    variants = [v for v in args.variants.split(",") if device.type == "cuda" or VARIANTS[v].get("precision") != "tf32"]
     torch.manual_seed(0)
     env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "device": name,
            "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
-           "numeric_mode": "fp32 (TF32 off)", "weights": "random init (timing only)", "iterations": args.iterations,
-           "repeats": args.repeats}
+           "variants": {v: VARIANTS[v] for v in variants}, "weights": "random init (timing only)",
+           "iterations": args.iterations, "repeats": args.repeats}
     print(f"# {env}", flush=True)
     warm = images(64)
     transfer(*warm, weights="random", size=64, iterations=BURN_IN + 2, device=device)  # module load, handles
     rows = []
+
+    def add(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
     for size in [int(s) for s in args.sizes.split(",")]:
         content, style = images(size)
         for backbone in args.backbones.split(","):
             gflop = gflop_per_iteration(backbone, content, style, device)
-            ms, e2e, peak = time_stylelab(backbone, content, style, args.iterations, args.repeats, device)
-            row = {"impl": "stylelab", "backbone": backbone, "size": size, "ms_per_iteration": ms * 1e3,
-                   "end_to_end_s": e2e, "peak_mem_gb": peak / 2**30, "gflop_per_iteration": gflop,
-                   "floor_s": gflop * args.iterations / (peak_tflops * 1e3) if peak_tflops else None}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            exact = None
+            for variant in variants:
+                ms, e2e, peak, result = time_stylelab(backbone, content, style, args.iterations, args.repeats,
+                                                      device, **VARIANTS[variant])
+                exact = exact or result
+                add({"impl": "stylelab", "variant": variant, "backbone": backbone, "size": size, "batch": 1,
+                     "ms_per_iteration": ms * 1e3, "end_to_end_s": e2e, "images_per_s": 1 / e2e,
+                     "peak_mem_gb": peak / 2**30, "gflop_per_iteration": gflop,
+                     "floor_s": gflop * args.iterations / (peak_tflops * 1e3) if peak_tflops else None,
+                     "loss_rel_diff_vs_fp32": abs(result.final.loss - exact.final.loss) / exact.final.loss,
+                     "psnr_vs_fp32_db": psnr(result.image, exact.image)})
+            if backbone == "vgg19" and args.batch > 1:
+                for variant in variants:
+                    ms, e2e, peak, results = time_stylelab(backbone, content, style, args.iterations, 1, device,
+                                                           batch=args.batch, **VARIANTS[variant])
+                    add({"impl": "stylelab", "variant": variant, "backbone": backbone, "size": size,
+                         "batch": args.batch, "ms_per_iteration": ms * 1e3, "end_to_end_s": e2e,
+                         "images_per_s": args.batch / e2e, "peak_mem_gb": peak / 2**30,
+                         "gflop_per_iteration": gflop * args.batch, "floor_s": None,
+                         "loss_rel_diff_vs_fp32": abs(results[0].final.loss - exact.final.loss) / exact.final.loss,
+                         "psnr_vs_fp32_db": psnr(results[0].image, exact.image)})
             if backbone == "vgg19" and not args.no_reference:
-                ms_r, e2e_r, peak_r = time_reference(content, style, args.iterations, args.repeats, device)
-                ref = {"impl": "reference", "backbone": "vgg19", "size": size, "ms_per_iteration": ms_r * 1e3,
-                       "end_to_end_s": e2e_r, "peak_mem_gb": peak_r / 2**30, "gflop_per_iteration": None,
-                       "floor_s": None, "speedup_vs_reference": e2e_r / e2e}
-                row["speedup_vs_reference"] = e2e_r / e2e
-                rows.append(ref)
-                print(json.dumps(ref), flush=True)
+                for precision in ("fp32", "tf32") if device.type == "cuda" else ("fp32",):
+                    ms_r, e2e_r, peak_r = time_reference(content, style, args.iterations, args.repeats, device,
+                                                         precision)
+                    add({"impl": "reference", "variant": precision, "backbone": "vgg19", "size": size, "batch": 1,
+                         "ms_per_iteration": ms_r * 1e3, "end_to_end_s": e2e_r, "images_per_s": 1 / e2e_r,
+                         "peak_mem_gb": peak_r / 2**30, "gflop_per_iteration": None, "floor_s": None})
+    for row in rows:  # each stylelab row against the reference at the same size and precision family
+        ref = next((r for r in rows if r["impl"] == "reference" and r["size"] == row["size"]
+                    and r["variant"] == ("tf32" if row.get("variant", "").startswith("tf32") else "fp32")), None)
+        if row["impl"] == "stylelab" and row["backbone"] == "vgg19" and ref:
+            row["speedup_vs_reference"] = row["images_per_s"] / ref["images_per_s"]
     if args.json:
         Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=1) + "\n")
-    print(f"\n{'impl':10s} {'backbone':22s} {'px':>5s} {'ms/it':>9s} {'e2e s':>8s} {'peak GB':>8s} "
-          f"{'GFLOP/it':>9s} {'floor s':>8s} {'vs ref':>7s}")
+    print(f"\n{'impl':9s} {'variant':9s} {'backbone':20s} {'px':>4s} {'B':>2s} {'ms/it':>8s} {'e2e s':>7s} "
+          f"{'img/s':>6s} {'peak GB':>7s} {'GFLOP/it':>8s} {'floor s':>7s} {'Δloss':>7s} {'PSNR':>6s} {'vs ref':>6s}")
     for r in rows:
         floor = f"{r['floor_s']:.2f}" if r["floor_s"] else "-"
         gf = f"{r['gflop_per_iteration']:.1f}" if r["gflop_per_iteration"] else "-"
-        speed = f"{r['speedup_vs_reference']:.2f}x" if r.get("speedup_vs_reference") and r["impl"] == "stylelab" else ""
-        print(f"{r['impl']:10s} {r['backbone']:22s} {r['size']:5d} {r['ms_per_iteration']:9.2f} {r['end_to_end_s']:8.2f} "
-              f"{r['peak_mem_gb']:8.2f} {gf:>9s} {floor:>8s} {speed:>7s}")
+        speed = f"{r['speedup_vs_reference']:.2f}x" if r.get("speedup_vs_reference") else ""
+        dl = f"{r['loss_rel_diff_vs_fp32']:.1e}" if "loss_rel_diff_vs_fp32" in r else ""
+        ps = "" if "psnr_vs_fp32_db" not in r else "same" if r["psnr_vs_fp32_db"] is None else f"{r['psnr_vs_fp32_db']:.1f}"
+        print(f"{r['impl']:9s} {r['variant']:9s} {r['backbone']:20s} {r['size']:4d} {r['batch']:2d} "
+              f"{r['ms_per_iteration']:8.2f} {r['end_to_end_s']:7.2f} {r['images_per_s']:6.2f} {r['peak_mem_gb']:7.2f} "
+              f"{gf:>8s} {floor:>7s} {dl:>7s} {ps:>6s} {speed:>6s}")
     return 0
 
 

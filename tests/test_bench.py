@@ -14,16 +14,24 @@ def test_bench_smoke(tmp_path, capsys):
 
     out = tmp_path / "bench.json"
     assert bench.main(["--backbones", "vgg19,clip-rn50", "--sizes", "48", "--iterations", "8", "--repeats", "1",
-                       "--device", "cpu", "--json", str(out)]) == 0
+                       "--variants", "fp32,fp32-nhwc,tf32,bf16", "--batch", "2", "--device", "cpu",
+                       "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["env"]["weights"].startswith("random") and data["env"]["numeric_mode"].startswith("fp32")
-    rows = {(r["impl"], r["backbone"]): r for r in data["rows"]}
-    assert set(rows) == {("stylelab", "vgg19"), ("reference", "vgg19"), ("stylelab", "clip-rn50")}
+    assert data["env"]["weights"].startswith("random") and set(data["env"]["variants"]) == {"fp32", "fp32-nhwc", "bf16"}
+    rows = {(r["impl"], r["variant"], r["backbone"], r["batch"]): r for r in data["rows"]}
+    assert set(rows) == {  # tf32 is left out on the CPU
+        *{("stylelab", v, b, 1) for v in ("fp32", "fp32-nhwc", "bf16") for b in ("vgg19", "clip-rn50")},
+        *{("stylelab", v, "vgg19", 2) for v in ("fp32", "fp32-nhwc", "bf16")}, ("reference", "fp32", "vgg19", 1)}
     for r in rows.values():
-        assert r["ms_per_iteration"] > 0 and r["end_to_end_s"] > 0
-    assert rows[("stylelab", "vgg19")]["speedup_vs_reference"] > 0
-    assert rows[("stylelab", "vgg19")]["gflop_per_iteration"] > rows[("stylelab", "clip-rn50")]["gflop_per_iteration"]
-    assert "vs ref" in capsys.readouterr().out.splitlines()[-4]
+        assert r["ms_per_iteration"] > 0 and r["end_to_end_s"] > 0 and r["images_per_s"] > 0
+    exact = rows[("stylelab", "fp32", "vgg19", 1)]
+    assert exact["loss_rel_diff_vs_fp32"] == 0 and exact["psnr_vs_fp32_db"] is None  # identical
+    assert 0 < rows[("stylelab", "bf16", "vgg19", 1)]["loss_rel_diff_vs_fp32"]
+    assert 10 < rows[("stylelab", "bf16", "vgg19", 1)]["psnr_vs_fp32_db"] < 200
+    assert exact["speedup_vs_reference"] > 0 and rows[("stylelab", "fp32", "vgg19", 2)]["speedup_vs_reference"] > 0
+    assert exact["gflop_per_iteration"] > rows[("stylelab", "fp32", "clip-rn50", 1)]["gflop_per_iteration"]
+    assert rows[("stylelab", "fp32", "vgg19", 2)]["gflop_per_iteration"] == 2 * exact["gflop_per_iteration"]
+    assert "PSNR" in capsys.readouterr().out
 
 
 def test_reference_loop_reduces_its_loss():
@@ -52,3 +60,22 @@ def test_pyramid_bench_smoke(tmp_path, capsys):
     assert row["pyramid"]["scales"] == [64] and row["single"]["iterations_per_scale"] == 2
     assert len(row["pyramid"]["seconds_per_scale"]) == 1 and 0 <= row["single"]["ssim_content"] <= 1
     assert "| 64 | pyramid |" in capsys.readouterr().out
+
+
+def test_memory_bench_fits_and_extrapolates_on_the_cpu(tmp_path):
+    import memory
+
+    from stylelab.backbones.vgg import VGG19_LAYERS
+
+    saved = memory.saved_bytes_per_pixel(size=64)
+    # Independent bound: every ReLU output up to relu5_1 must be kept for the backward pass.
+    relus = sum(c / s**2 * 4 for n, _, c, s in VGG19_LAYERS if n.startswith("relu") and n <= "relu5_1")
+    assert relus <= saved <= 3 * relus
+    out = tmp_path / "memory.json"
+    assert memory.main(["--device", "cpu", "--cpu-sizes", "128,384", "--iterations", "2", "--budgets", "24,0",
+                        "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    small, large = data["rows"]
+    assert small["budget_gib"] == 24 and large["budget_gib"] == 141
+    assert 0 < small["largest_square_px"] <= large["largest_square_px"] and "predicted" in small["method"]
+    assert data["lbfgs_history_bytes_per_pixel"] == 2 * 100 * 3 * 4

@@ -89,6 +89,21 @@ def test_sequential_variant_drops_residuals(rn50):
     torch.testing.assert_close(b["layer1.0"], main_path)
 
 
+def test_truncating_the_sequential_variant_keeps_its_features_and_drops_the_rest():
+    seq = create_backbone("clip-rn50-sequential", "random", seed=1)
+    image = torch.rand(1, 3, 64, 64)
+    names = ["relu3", "layer1.1"]
+    before, count = seq(image, names), sum(p.numel() for p in seq.parameters())
+    seq.truncate(names)
+    after = seq(image, names)
+    for name in names:
+        torch.testing.assert_close(after[name], before[name])
+    assert sum(p.numel() for p in seq.parameters()) < count / 10  # layer2..4 and the attention pool are gone
+    assert len(seq.visual.layer1) == 2 and isinstance(seq.visual.layer2, torch.nn.Identity)
+    with pytest.raises(StylelabError, match="truncated away"):
+        seq(image, ["layer2.0"])
+
+
 def test_vit_hooks_equal_the_towers_own_blocks_at_224(vit):
     image = torch.rand(1, 3, 224, 224)
     hooked = vit(image, ["block0", "block5", "block11"])

@@ -243,7 +243,15 @@ class ClipRN50Sequential(_ClipBackbone):
         self.steps = steps  # shares the tower's modules (and parameters); not registered twice
 
     def forward_features(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-        return run_named_sequence(self.steps, x, names, self.deepest(names).name)
+        deepest = self.deepest(names).name
+        if deepest not in {name for name, _ in self.steps}:
+            raise StylelabError(f"layer {deepest} was truncated away")
+        return run_named_sequence(self.steps, x, names, deepest)
+
+    def truncate(self, names: Iterable[str]) -> None:
+        deepest = self.deepest(names).name
+        self.steps = self.steps[: next(i for i, (name, _) in enumerate(self.steps) if name == deepest) + 1]
+        ClipRN50.truncate(self, names)  # the same tower: drop the stages (and parameters) no step uses
 
 
 # -- ViT-B/16 ------------------------------------------------------------------------------------------
