@@ -8,7 +8,8 @@ size under a cap (torch.cuda.set_per_process_memory_fraction) and keeps the larg
 peak = torch.cuda.max_memory_allocated. On the CPU, each size runs in a fresh process whose peak RSS is
 read back; a line a + b·pixels is fitted and solved for each budget (a prediction, marked as such).
 Either way the per-pixel bytes are split into what autograd saves for the backward pass (counted with
-saved-tensor hooks on one evaluation) and the L-BFGS history (2 · history · 3 floats per pixel).
+saved-tensor hooks on one evaluation) and the L-BFGS history (2 · history · 3 floats per pixel; the whole
+history is allocated at the second evaluation, so --iterations 3 peaks as a 500-iteration run does).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -59,12 +59,14 @@ def saved_bytes_per_pixel(size: int = 128) -> float:
     return sum(storages.values()) / (size * size)
 
 
-def runs_at(size: int, iterations: int, device: torch.device, precision: str) -> None:
+def runs_at(size: int, iterations: int, device: torch.device, precision: str, history: int = LBFGS_HISTORY) -> None:
+    """A few evaluations: the whole L-BFGS history is allocated at the second, so the peak is a long run's."""
     content, style = square(size)
-    transfer(content, style, weights="random", size=size, iterations=iterations, device=device, precision=precision)
+    transfer(content, style, weights="random", size=size, iterations=iterations, device=device, precision=precision,
+             lbfgs_history=history)
 
 
-def cuda_search(device, budget_gib: float, iterations: int, precision: str) -> dict:
+def cuda_search(device, budget_gib: float, iterations: int, precision: str, history: int) -> dict:
     total = torch.cuda.get_device_properties(device).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, budget_gib * GIB / total), device)
     low, high, peaks = 0, MAX_SIZE // 64, {}
@@ -73,7 +75,7 @@ def cuda_search(device, budget_gib: float, iterations: int, precision: str) -> d
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         try:
-            runs_at(64 * k, iterations, device, precision)
+            runs_at(64 * k, iterations, device, precision, history)
             peaks[64 * k] = torch.cuda.max_memory_allocated(device) / GIB
             print(f"  {64 * k} px fits in {budget_gib:.0f} GiB (peak {peaks[64 * k]:.2f} GiB)", flush=True)
             low = k
@@ -86,10 +88,10 @@ def cuda_search(device, budget_gib: float, iterations: int, precision: str) -> d
             "method": "measured (binary search, CUDA cap)", "at_limit": 64 * low == MAX_SIZE}
 
 
-def child_peak_rss(size: int, iterations: int) -> float:
+def child_peak_rss(size: int, iterations: int, history: int) -> float:
     """Peak RSS (GiB) of a fresh process that runs one transfer at ``size``."""
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import memory, resource; "
-            f"memory.runs_at({size}, {iterations}, memory.torch.device('cpu'), 'fp32'); "
+            f"memory.runs_at({size}, {iterations}, memory.torch.device('cpu'), 'fp32', {history}); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) * 1024 / GIB  # ru_maxrss is in KiB on Linux
@@ -101,26 +103,27 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", default="24,0", help="GiB; 0 = the whole device (CUDA) or 141 (H200) on the CPU")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--precision", default="fp32")
+    p.add_argument("--lbfgs-history", type=int, default=LBFGS_HISTORY, help="L-BFGS pairs kept (24 B/pixel each)")
     p.add_argument("--cpu-sizes", default="256,512,768,1024", help="sizes measured for the CPU fit")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     saved = saved_bytes_per_pixel()
-    history = 2 * LBFGS_HISTORY * 3 * 4
+    history = 2 * args.lbfgs_history * 3 * 4
     env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "device": device_name(device), "torch": torch.__version__, "precision": args.precision,
-           "iterations": args.iterations, "weights": "random init"}
+           "iterations": args.iterations, "lbfgs_history": args.lbfgs_history, "weights": "random init"}
     print(f"# {env}\nautograd saves {saved:.0f} B/pixel; the L-BFGS history holds {history} B/pixel", flush=True)
     rows = []
     if device.type == "cuda":
         whole = torch.cuda.get_device_properties(device).total_memory / GIB
         for budget in [float(b) or whole for b in args.budgets.split(",")]:
-            rows.append(cuda_search(device, budget, args.iterations, args.precision))
+            rows.append(cuda_search(device, budget, args.iterations, args.precision, args.lbfgs_history))
     else:
         sizes = [int(s) for s in args.cpu_sizes.split(",")]
         points = []
         for size in sizes:
-            points.append((size * size, child_peak_rss(size, args.iterations)))
+            points.append((size * size, child_peak_rss(size, args.iterations, args.lbfgs_history)))
             print(f"  {size} px: peak RSS {points[-1][1]:.2f} GiB", flush=True)
         n = len(points)
         mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n

@@ -133,8 +133,26 @@ def test_channels_last_computes_the_same_losses(contents, styles):
     assert nhwc.final.loss == pytest.approx(plain.final.loss, rel=1e-5)
 
 
+def test_a_shorter_lbfgs_history_is_used_and_checked(contents, styles):
+    long = transfer(contents[0], styles[0], iterations=10, **RUN)
+    short = transfer(contents[0], styles[0], iterations=10, lbfgs_history=2, **RUN)  # the ring wraps at the 5th
+    assert torch.isfinite(short.image).all() and not torch.equal(short.image, long.image)
+    with pytest.raises(StylelabError, match="L-BFGS history must be a whole number >= 1"):
+        transfer(contents[0], styles[0], iterations=1, lbfgs_history=0, **RUN)
+
+
 def test_bad_batch_arguments_are_refused(contents, styles):
     with pytest.raises(StylelabError, match="no content images"):
         transfer([], styles[0], iterations=1, **RUN)
+    with pytest.raises(StylelabError, match="use one of them"):
+        transfer(contents, styles, each_style=True, style_blend=[1, 2], iterations=1, **RUN)
     with pytest.raises(StylelabError, match="batch size must be a whole number >= 1"):
         transfer(contents, styles[0], iterations=1, batch_size=0, **RUN)
+
+
+def test_luminance_mode_starts_from_a_grey_version_of_a_given_init_image(contents, styles):
+    seen = []
+    transfer(contents[0], styles[0], original_colors="luminance", init=contents[1], iterations=1,
+             callback=lambda e: seen.append(e.image.clone()), **RUN)
+    start = seen[0]
+    assert (start[:, 0] - start[:, 1]).abs().max() < 1e-5 and (start[:, 1] - start[:, 2]).abs().max() < 1e-5

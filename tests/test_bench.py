@@ -79,3 +79,15 @@ def test_memory_bench_fits_and_extrapolates_on_the_cpu(tmp_path):
     assert small["budget_gib"] == 24 and large["budget_gib"] == 141
     assert 0 < small["largest_square_px"] <= large["largest_square_px"] and "predicted" in small["method"]
     assert data["lbfgs_history_bytes_per_pixel"] == 2 * 100 * 3 * 4
+
+
+def test_lbfgs_bench_counts_operators_and_host_reads(tmp_path):
+    import lbfgs
+
+    out = tmp_path / "lbfgs.json"
+    assert lbfgs.main(["--height", "16", "--width", "16", "--history", "8", "--steps", "2", "--device", "cpu",
+                       "--json", str(out)]) == 0
+    ours_torch, ours = json.loads(out.read_text())["rows"]
+    assert ours_torch["optimizer"] == "torch.optim.LBFGS" and ours_torch["host_reads_per_step"] >= 2
+    assert ours["host_reads_per_step"] == 0 and ours["ops_per_step"] < ours_torch["ops_per_step"]
+    assert ours["ms_per_step"] > 0 and ours_torch["ms_per_step"] > 0

@@ -116,6 +116,8 @@ def test_features_command(tmp_path, content_path):
     (["compare", "{content}", "{style}", "--backbones", "vgg19", "-o", "{tmp}/cmp"], "not cached"),  # offline
     (["sweep", "{content}", "{style}", "--style-layers", "relu1_1", "-o", "{tmp}/sw"], "not cached"),
     (["evaluate", "--content", "{content}", "--style", "{style}", "--output", "{tmp}/none"], "not found"),
+    (["compare", "{content}", "{style}", "--weights", "random", "--precision", "tf32", "--device", "cpu", "-o",
+      "{tmp}/cmp"], "tf32 needs a CUDA device"),
 ])
 def test_study_bad_input_one_line(tmp_path, content_path, style_path, capsys, argv, message):
     argv = [a.format(content=content_path, style=style_path, tmp=tmp_path) for a in argv]
@@ -123,6 +125,15 @@ def test_study_bad_input_one_line(tmp_path, content_path, style_path, capsys, ar
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and err[-1].startswith("stylelab: error:")
     assert not (tmp_path / "sw").exists() and not (tmp_path / "cmp").exists() and not (tmp_path / "f.png").exists()
+
+
+def test_sweep_records_its_numeric_mode(tmp_path, content_path, style_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(content_path), str(style_path), "--style-layers", "relu1_1,relu2_1", "--precision",
+                 "bf16", "-o", str(out), *FAST]) == 0
+    run, = json.loads((out / "results.json").read_text())["runs"]
+    assert run["options"]["precision"] == "bf16" and run["environment"]["numeric_mode"].startswith("bf16 autocast")
+    assert run["final"]["loss"] < run["curve"][0][2]
 
 
 def test_evaluate_files_and_folders(tmp_path, content_path, style_path, capsys):

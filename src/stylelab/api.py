@@ -182,6 +182,7 @@ def transfer(
     precision: str = "fp32",
     channels_last: bool = False,
     batch_size: int = 8,
+    lbfgs_history: int = 100,
     report_every: int | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
     on_result: Callable[[int, TransferResult], None] | None = None,
@@ -197,7 +198,7 @@ def transfer(
     """
     validate_size(size)
     scales = _check_scales(scales)
-    for name, value in (("iterations", iterations), ("batch size", batch_size)):
+    for name, value in (("iterations", iterations), ("batch size", batch_size), ("L-BFGS history", lbfgs_history)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise StylelabError(f"{name} must be a whole number >= 1, got {value!r}")
     if optimizer not in OPTIMIZERS:
@@ -221,6 +222,8 @@ def transfer(
         raise StylelabError("no content images were given")
     styles = [as_tensor(s) for s in (style if isinstance(style, (list, tuple)) else [style])]
     if each_style:
+        if style_blend is not None:
+            raise StylelabError("style blend mixes the styles and each-style keeps them apart: use one of them")
         blend = [1.0]
     else:
         blend = [1.0 / len(styles)] * len(styles) if style_blend is None else list(style_blend)
@@ -231,6 +234,8 @@ def transfer(
     net = create_backbone(backbone, weights, seed=seed, pooling=pooling, gram=gram, gram_norm=gram_norm)
     log(f"backbone {net.name}: weights {net.weights_source}")
     items = _items(contents, styles, each_style, original_colors)
+    if original_colors == "luminance" and isinstance(init, torch.Tensor):
+        init = luminance_image(init)  # a grey optimization starts from a grey image
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
     deepest = net.deepest([*c_layers, *s_layers])
     sizes = scales or [size]
@@ -261,14 +266,15 @@ def transfer(
     if len(chunks) > 1 or len(items) > 1:
         log(f"{len(items)} images in {len(chunks)} batch(es) of up to {batch_size}")
 
+    plan = _Plan(sizes, blend, spec, style_scale, init, seed, dev, precision, optimizer, lr, iterations,
+                 report_every, lbfgs_history)
     progress = _Progress(iterations * len(sizes) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
     torch.manual_seed(seed)
     with numeric_mode(precision):
         for batch_index, chunk in enumerate(chunks):
             start = time.perf_counter()
-            image = _run_chunk(net, chunk, sizes, blend, spec, style_scale, init, seed, dev, precision,
-                               optimizer, lr, iterations, report_every, progress)
+            image = _run_chunk(net, chunk, plan, progress)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             seconds = time.perf_counter() - start
@@ -318,30 +324,48 @@ class _Progress:
         self.seconds += self.last.elapsed if self.last is not None else 0.0
 
 
-def _run_chunk(net: Backbone, chunk: list[_Item], sizes: list[int], blend: list[float], spec: LossSpec,
-               style_scale: float, init, seed: int, dev: torch.device, precision: str, optimizer: str,
-               lr: float | None, iterations: int, report_every: int | None, progress: _Progress) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Plan:
+    """How every batch runs: scales, objective, start image, optimizer and numerics."""
+
+    sizes: list[int]
+    blend: list[float]
+    spec: LossSpec
+    style_scale: float
+    init: str | torch.Tensor
+    seed: int
+    device: torch.device
+    precision: str
+    optimizer: str
+    lr: float | None
+    iterations: int
+    report_every: int | None
+    lbfgs_history: int
+
+
+def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progress) -> torch.Tensor:
     """All scales of one batch; returns its (B, 3, H, W) images."""
     progress.chunk_iterations, image = 0, None
-    shared = len({id(item.styles[0]) for item in chunk}) == 1 and len(chunk[0].styles) == len(blend)
-    for long_edge in sizes:
-        prepared = [prepare_images(net, item.content, item.styles, long_edge, style_scale) for item in chunk]
-        content = torch.cat([c for c, _ in prepared]).to(dev)  # (B, 3, H, W)
-        style_sets = [[s.to(dev) for s in ss] for _, ss in prepared]
-        objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, blend, spec,
-                                   precision=precision)
+    shared = len({id(item.styles) for item in chunk}) == 1  # one style list for all: its targets once
+    for long_edge in plan.sizes:
+        prepared = [prepare_images(net, item.content, item.styles, long_edge, plan.style_scale) for item in chunk]
+        content = torch.cat([c for c, _ in prepared]).to(plan.device)  # (B, 3, H, W)
+        style_sets = [[s.to(plan.device) for s in ss] for _, ss in prepared]
+        objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, plan.blend, plan.spec,
+                                   precision=plan.precision)
         hw = tuple(content.shape[-2:])
         if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
             x0 = resize(image, hw)
-        elif isinstance(init, torch.Tensor):
-            x0 = initial_image(resize(init, hw), content, seed)
-        elif init == "style-stats":
-            x0 = torch.cat([style_stats_noise(ss, blend, (1, *content.shape[1:]), seed) for _, ss in prepared])
+        elif isinstance(plan.init, torch.Tensor):
+            x0 = initial_image(resize(plan.init, hw), content, plan.seed)
+        elif plan.init == "style-stats":
+            x0 = torch.cat([style_stats_noise(ss, plan.blend, (1, *content.shape[1:]), plan.seed)
+                            for _, ss in prepared])
         else:  # every image of a batch gets the noise it would get alone
-            x0 = torch.cat([initial_image(init, content[i:i + 1], seed) for i in range(len(chunk))])
+            x0 = torch.cat([initial_image(plan.init, content[i:i + 1], plan.seed) for i in range(len(chunk))])
         progress.last = None
-        image = optimize(objective, x0.to(dev), iterations=iterations, optimizer=optimizer, lr=lr,
-                         callback=progress, report_every=report_every)
+        image = optimize(objective, x0.to(plan.device), iterations=plan.iterations, optimizer=plan.optimizer,
+                         lr=plan.lr, callback=progress, report_every=plan.report_every, history=plan.lbfgs_history)
         progress.finished(progress.last.iteration if progress.last is not None else 0)
         if progress.stopped:
             break
@@ -360,7 +384,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     pooling="max"|"avg" (VGG), gram="channel"|"token" and gram_norm="seed"|"none" (ViT),
     init="content"|"random"|"style-stats"|image, seed, device,
     precision="fp32"|"tf32"|"bf16" (tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
-    channels_last (NHWC convolutions), callback(ProgressEvent) called every ``report_every`` evaluations
+    channels_last (NHWC convolutions), lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
+    callback(ProgressEvent) called every ``report_every`` evaluations
     (default 1, 10 on CUDA). For several contents at once use ``transfer`` with a list.
     """
     if isinstance(content, (list, tuple)):

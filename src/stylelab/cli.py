@@ -24,7 +24,7 @@ from .images import (
     side_by_side, write_atomically,
 )
 from .layerspec import parse_layer_spec
-from .runtime import PRECISIONS, resolve_device, strict_fp32
+from .runtime import PRECISIONS, check_precision, resolve_device, strict_fp32
 from .study.environment import environment
 from .backbones.clip import GRAM_NORMS, GRAMS
 from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS, default_report_every
@@ -132,6 +132,8 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
                    help="fp32 (exact), tf32 (CUDA tensor cores) or bf16 (backbone under autocast; Grams and "
                         "losses stay fp32); see bench/RESULTS.md for their speed and difference")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
+    p.add_argument("--lbfgs-history", type=_int_in(1, 1000), default=d["lbfgs_history"], metavar="M",
+                   help="L-BFGS pairs kept; each costs 24 bytes per output pixel (lower it for very large images)")
 
 
 def _add_study_options(p: argparse.ArgumentParser) -> None:
@@ -251,6 +253,7 @@ def build_parser() -> Parser:
     sw.add_argument("--content-layers", nargs="+", default=[None], metavar="L,…",
                     help="one or more content-layer configurations (rows; default: the backbone's)")
     _add_run_options(sw, d["size"], d["iterations"])
+    _add_speed_options(sw)
     _add_loss_options(sw, layers=False)
     _add_study_options(sw)
     sw.set_defaults(run=cmd_sweep)
@@ -262,6 +265,7 @@ def build_parser() -> Parser:
     cp.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for sheet.png, curves.png, results.*")
     cp.add_argument("--backbones", default="vgg19,clip-rn50,clip-rn50-sequential,clip-vit-b16", metavar="B1,B2,…")
     _add_run_options(cp, d["size"], d["iterations"], backbone=False)
+    _add_speed_options(cp)
     _add_loss_options(cp, layers=False)
     _add_study_options(cp)
     cp.set_defaults(run=cmd_compare)
@@ -327,20 +331,21 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
         results = transfer(content, style, backbone=args.backbone, weights=args.weights, size=args.size,
                            iterations=args.iterations, device=args.device, seed=args.seed,
                            precision=getattr(args, "precision", "fp32"),
-                           channels_last=getattr(args, "channels_last", False), report_every=every,
+                           channels_last=getattr(args, "channels_last", False),
+                           lbfgs_history=getattr(args, "lbfgs_history", 100), report_every=every,
                            callback=Chain(bar, frames, trace, animator), on_result=save, log=log, **options)
     finally:
         bar.close()
     results = results if isinstance(results, list) else [results]
     last = results[-1]
+    seconds = sum({r.batch_index: r.seconds for r in results}.values())  # each batch's time once
     if animator is not None:
         _info(args, f"wrote {animator.write(last.image)} ({animator.written} frames)")
     if trace is not None:
         trace.write(backbone=last.backbone, weights=last.weights_source, device=last.device,
                     content_layers=dict(last.loss.content_layers), style_layers=dict(last.loss.style_layers),
                     content_weight=last.loss.content_weight, style_weight=last.loss.style_weight,
-                    seconds=sum({r.batch_index: r.seconds for r in results}.values()))
-    seconds = sum({r.batch_index: r.seconds for r in results}.values())  # each batch's time once
+                    seconds=seconds)
     iterations = args.iterations * len(options.get("scales") or [1]) * len(results)
     _info(args, f"{len(results)} image(s) in {seconds:.1f} s: {iterations / max(seconds, 1e-9):.1f} image-it/s "
                 f"on {last.device}" if len(results) > 1 else
@@ -380,7 +385,7 @@ def _transfer_outputs(args, contents: list[Path], styles: list[Path], batch: boo
         folder = Path(args.output)
         if folder.exists() and not folder.is_dir():
             raise StylelabError(f"with several outputs -o must be a folder or a pattern; {folder} is a file")
-        check_writable(folder / "x.png") if folder.is_dir() else check_writable(folder)
+        check_writable(folder / "x.png" if folder.is_dir() else folder)  # the folder itself is made later
         outputs = [folder / (f"{n['content']}-{n['style']}.png" if args.each_style else f"{n['content']}.png")
                    for n in names]
     seen: dict[Path, int] = {}
@@ -466,6 +471,7 @@ def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> 
     so a mistake costs one line and leaves no half-filled output folder."""
     from .api import resolve_layers
 
+    check_precision(options.get("precision", "fp32"), resolve_device(options.get("device", "auto")))
     net = create_backbone(backbone, options["weights"], seed=options.get("seed", 0), pooling=options.get("pooling"),
                           gram=options.get("gram"), gram_norm=options.get("gram_norm"))
     for content_layers, style_layers in configurations:
@@ -474,7 +480,9 @@ def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> 
 
 def _run_options(args) -> dict:
     return {"weights": args.weights, "size": args.size, "iterations": args.iterations, "seed": args.seed,
-            "device": args.device, **_loss_options(args)}
+            "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
+            "lbfgs_history": args.lbfgs_history,
+            **_loss_options(args)}
 
 
 def cmd_features(args) -> int:

@@ -5,9 +5,10 @@ first step scaled by min(1, 1/‖g‖₁), then steps of ``lr``), run for every 
 with its own history, curvature scale and step. Two departures, both for speed:
 
 * The two-loop recursion is not run as 2·m dot products and axpys (4·m small kernels per iteration,
-  m = history length): its two loops are triangular systems in the m×m matrix of products s_i·y_j,
-  which is kept up to date as pairs arrive. An iteration costs five batched matrix–vector products
-  over the history and two tiny triangular solves, whatever m is. Same arithmetic, other summation order.
+  m = history length): its two loops are triangular systems in the m×m matrices of products s_i·y_j and
+  y_i·y_j, which are kept up to date as pairs arrive. An iteration reads the history four times (S and Y
+  twice each, as torch's loops do) in four batched matrix products, plus two tiny triangular solves,
+  whatever m is. Same arithmetic, other summation order.
 * No Python branch depends on a tensor value (torch's needs ``float(loss)`` and ``ys > 1e-10``): a pair
   with too little curvature (y·s ≤ 1e-10) is stored with ρ = 0, which removes it from the recursion
   exactly as torch skips it, but it still occupies a slot of the history (torch would keep an older pair).
@@ -40,6 +41,7 @@ class BatchedLBFGS:
         self.h_diag = x.new_ones(b, 1)  # (B, 1) initial inverse-Hessian scale
         self.s = self.y = None  # (B, m, N) ring buffers, allocated at the second step
         self.sy = x.new_zeros(b, history, history)  # (B, m, m): sy[:, i, j] = s_i · y_j (physical slots)
+        self.yy = x.new_zeros(b, history, history)  # (B, m, m): yy[:, i, j] = y_i · y_j
         self.rho = x.new_zeros(b, history)  # (B, m): 1 / (y_i · s_i), 0 for skipped pairs
 
     def _start(self) -> int:
@@ -54,8 +56,7 @@ class BatchedLBFGS:
             # torch: t = min(1, 1/‖g‖₁)·lr on the first iteration only
             t = torch.clamp(g.abs().sum(1, keepdim=True).reciprocal(), max=1.0) * self.lr
         else:
-            self._remember(g - self.prev_grad, self.direction * self.t)
-            d = self._direction(g)
+            d = self._remember_and_direct(g, g - self.prev_grad, self.direction * self.t)
             t = torch.full_like(self.t, self.lr)
         if self.prev_grad is None:
             self.prev_grad = g.clone()
@@ -64,8 +65,16 @@ class BatchedLBFGS:
         self.direction, self.t, self.steps = d, t, self.steps + 1
         self.x.view(self.batch, self.n).add_(d * t)
 
-    def _remember(self, y: Tensor, s: Tensor) -> None:
-        """Store the pair (s, y) in the next ring slot and update s·y products, ρ and the scale."""
+    def _remember_and_direct(self, g: Tensor, y: Tensor, s: Tensor) -> Tensor:
+        """Store the pair (s, y) in the next ring slot, update the products, ρ and the scale; return -H·g.
+
+        The two-loop recursion, oldest pair first (i = 0 … m-1), with q_m = -g:
+        loop 1 (newest to oldest): α_i = ρ_i s_i·q_{i+1}, q_i = q_{i+1} - α_i y_i, so
+            α_i = ρ_i (s_i·(-g) - Σ_{j>i} α_j s_i·y_j)       i.e. (I + diag(ρ) U) α = ρ ⊙ (S·(-g)).
+        loop 2 from r_0 = H₀ q_0, q_0 = -g - Yᵀα: β_i = ρ_i y_i·r_i, r_{i+1} = r_i + (α_i - β_i) s_i, so
+        c = α - β solves (I + diag(ρ) L) c = α - ρ ⊙ (Y·r_0) with L_ij = s_j·y_i for j < i, where
+        Y·r_0 = H₀ (-Y·g - YYᵀ α); and d = r_0 + Sᵀc = -H₀ g + Yᵀ(-H₀ α) + Sᵀc.
+        """
         if self.s is None:
             self.s = y.new_zeros(self.batch, self.history, self.n)
             self.y = y.new_zeros(self.batch, self.history, self.n)
@@ -73,26 +82,20 @@ class BatchedLBFGS:
         self.s[:, p].copy_(s)
         self.y[:, p].copy_(y)
         self.count += 1
-        m = min(self.count, self.history)
-        slots_s, slots_y = self.s[:, :m], self.y[:, :m]  # (B, m, N); all filled slots, physical order
-        self.sy[:, p, :m] = torch.bmm(slots_y, s.unsqueeze(2)).squeeze(2)  # s_p · y_j
-        self.sy[:, :m, p] = torch.bmm(slots_s, y.unsqueeze(2)).squeeze(2)  # s_i · y_p
-        ys = self.sy[:, p, p]  # (B,)
+        m, k = min(self.count, self.history), self._start()
+        slots_s, slots_y = self.s[:, :m], self.y[:, :m]  # (B, m, N) views in physical slot order: never copied
+        # One pass over each of S and Y for every product this iteration needs.
+        # (the vectors stacked as rows and transposed: BLAS reads them faster than an (N, k) column block)
+        s_dots = torch.bmm(slots_s, torch.stack([y, g], dim=1).transpose(1, 2))  # (B, m, 2): s_i·y_new, s_i·g
+        y_dots = torch.bmm(slots_y, torch.stack([s, y, g], dim=1).transpose(1, 2))  # (B, m, 3): y_i·s, ·y, ·g
+        self.sy[:, p, :m] = y_dots[..., 0]  # s_p · y_j
+        self.sy[:, :m, p] = s_dots[..., 0]  # s_i · y_p
+        self.yy[:, p, :m] = y_dots[..., 1]
+        self.yy[:, :m, p] = y_dots[..., 1]
+        ys, yy = self.sy[:, p, p], self.yy[:, p, p]  # (B,)
         ok = ys > CURVATURE_EPS
         self.rho[:, p] = torch.where(ok, ys.reciprocal(), torch.zeros_like(ys))
-        yy = y.pow(2).sum(1)
         self.h_diag = torch.where(ok.unsqueeze(1), (ys / yy).unsqueeze(1), self.h_diag)
-
-    def _direction(self, g: Tensor) -> Tensor:
-        """-H·g by the two-loop recursion, written as two unit-triangular systems (oldest pair first).
-
-        Loop 1 (newest to oldest): α_i = ρ_i s_i·q_{i+1}, q_i = q_{i+1} - α_i y_i, q_m = -g, so
-            α_i = ρ_i (s_i·(-g) - Σ_{j>i} α_j s_i·y_j)       i.e. (I + diag(ρ) U) α = ρ ⊙ (S·(-g)).
-        Loop 2 (oldest to newest) from r_0 = H₀ q_0: β_i = ρ_i y_i·r_i, r_{i+1} = r_i + (α_i - β_i) s_i, so
-        c = α - β solves (I + diag(ρ) L) c = α - ρ ⊙ (Y·r_0) with L_ij = s_j·y_i for j < i, and d = r_0 + Sᵀc.
-        """
-        m, k = min(self.count, self.history), self._start()
-        s, y = self.s[:, :m], self.y[:, :m]  # (B, m, N) views in physical slot order: never copied
 
         def logical(t: Tensor) -> Tensor:  # small (B, m, ·) tensors: physical -> oldest-first order
             return torch.roll(t, -k, dims=1) if k else t
@@ -100,16 +103,18 @@ class BatchedLBFGS:
         def physical(t: Tensor) -> Tensor:
             return torch.roll(t, k, dims=1) if k else t
 
-        sy = self.sy[:, :m, :m]
-        sy = torch.roll(sy, (-k, -k), dims=(1, 2)) if k else sy  # (B, m, m), oldest first
+        def square(t: Tensor) -> Tensor:  # (B, m, m) physical -> logical
+            return torch.roll(t, (-k, -k), dims=(1, 2)) if k else t
+
+        sy, yy_all = square(self.sy[:, :m, :m]), square(self.yy[:, :m, :m])
         rho = logical(self.rho[:, :m].unsqueeze(2))  # (B, m, 1)
+        h = self.h_diag.unsqueeze(2)  # (B, 1, 1)
         eye = torch.eye(m, dtype=g.dtype, device=g.device)
-        a = logical(torch.bmm(s, -g.unsqueeze(2)))  # (B, m, 1)
-        alpha = torch.linalg.solve_triangular(eye + rho * torch.triu(sy, diagonal=1), rho * a,
-                                              upper=True, unitriangular=True)
-        q = -g - torch.bmm(physical(alpha).transpose(1, 2), y).squeeze(1)  # (B, N)
-        r0 = self.h_diag * q
-        b = logical(torch.bmm(y, r0.unsqueeze(2)))  # (B, m, 1)
+        alpha = torch.linalg.solve_triangular(eye + rho * torch.triu(sy, diagonal=1), -rho * logical(s_dots[..., 1:]),
+                                              upper=True, unitriangular=True)  # (B, m, 1)
+        y_r0 = h * (-logical(y_dots[..., 2:]) - torch.bmm(yy_all, alpha))
         lower = torch.tril(sy.transpose(1, 2), diagonal=-1)
-        c = torch.linalg.solve_triangular(eye + rho * lower, alpha - rho * b, upper=False, unitriangular=True)
-        return r0 + torch.bmm(physical(c).transpose(1, 2), s).squeeze(1)
+        c = torch.linalg.solve_triangular(eye + rho * lower, alpha - rho * y_r0, upper=False, unitriangular=True)
+        d = -self.h_diag * g
+        d = d + torch.bmm(physical(-h * alpha).transpose(1, 2), slots_y).squeeze(1)
+        return d + torch.bmm(physical(c).transpose(1, 2), slots_s).squeeze(1)

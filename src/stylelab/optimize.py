@@ -167,11 +167,12 @@ def default_report_every(device: torch.device) -> int:
 
 def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optimizer: str = "lbfgs",
              lr: float | None = None, callback: Callable[[ProgressEvent], None] | None = None,
-             report_every: int | None = None) -> Tensor:
+             report_every: int | None = None, history: int = LBFGS_HISTORY) -> Tensor:
     """Optimize ``image`` (a copy; (B, 3, H, W), every image its own problem) for ``iterations`` loss
     evaluations; return the result in [0, 1].
 
-    Losses are kept on the device and copied to the host every ``report_every`` evaluations (and after
+    ``history`` L-BFGS pairs are kept (allocated in full at the second evaluation, so a run that does not
+    fit in memory fails in its first seconds). Losses are kept on the device and copied to the host every ``report_every`` evaluations (and after
     the last): then they are checked to be finite and ``callback`` gets a ``ProgressEvent``.
     """
     if optimizer not in OPTIMIZERS:
@@ -183,7 +184,7 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
     n_content = len(objective.spec.content_layers)
     if optimizer == "lbfgs":
         # Exactly ``iterations`` evaluations, no early stop, no line search (one evaluation per iteration).
-        step = BatchedLBFGS(x, lr=lr, history=LBFGS_HISTORY).step
+        step = BatchedLBFGS(x, lr=lr, history=history).step
     else:
         adam = torch.optim.Adam([x], lr=lr)
 

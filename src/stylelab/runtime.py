@@ -58,6 +58,17 @@ def check_precision(precision: str, device: torch.device | None = None) -> None:
                             f"not {device.type}; use fp32 or bf16")
 
 
+NUMERIC_MODES = {
+    "fp32": "fp32 (TF32 off)",
+    "tf32": "tf32 (TF32 convolutions and matmuls; optimizer fp32)",
+    "bf16": "bf16 autocast (backbone; Grams, losses, optimizer fp32)",
+}
+
+
+def describe_precision(precision: str, channels_last: bool = False) -> str:
+    return NUMERIC_MODES[precision] + (", channels_last" if channels_last else "")
+
+
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The dtype the backbone's forward runs in under autocast, or None for none."""
     return torch.bfloat16 if precision == "bf16" else None

@@ -19,7 +19,7 @@ from ..api import transfer
 from ..callbacks import Chain, ProgressBar
 from ..images import load_image, save_image, write_atomically
 from ..optimize import ProgressEvent
-from ..runtime import resolve_device
+from ..runtime import describe_precision, resolve_device
 from .environment import PeakMemory, environment
 from .evaluate import Judges
 
@@ -116,7 +116,8 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
         "final": None if final is None else {"loss": final.loss, "content": final.content_loss,
                                              "style": final.style_loss, "tv": final.tv_loss},
         "metrics": judges.measure(result.image, content, style),
-        "environment": environment(device),
+        "environment": environment(device, describe_precision(options.get("precision", "fp32"),
+                                                              options.get("channels_last", False))),
         "curve": curve.points,
     }
     write_atomically(runs_dir / f"{spec.id}.json", lambda tmp: Path(tmp).write_text(json.dumps(record) + "\n"))
