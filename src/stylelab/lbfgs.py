@@ -34,7 +34,6 @@ class BatchedLBFGS:
         b, n = x.shape[0], x[0].numel()
         self.batch, self.n = b, n
         self.count = 0  # pairs stored so far (host-side integer: shapes never depend on tensor values)
-        self.steps = 0
         self.prev_grad: Tensor | None = None  # (B, N)
         self.direction: Tensor | None = None  # (B, N)
         self.t: Tensor | None = None  # (B, 1) step of the last update
@@ -51,18 +50,16 @@ class BatchedLBFGS:
     @torch.no_grad()
     def step(self, grad: Tensor) -> None:
         g = grad.reshape(self.batch, self.n)  # (B, N)
-        if self.steps == 0:
+        if self.prev_grad is None:  # the first step
             d = -g
             # torch: t = min(1, 1/‖g‖₁)·lr on the first iteration only
             t = torch.clamp(g.abs().sum(1, keepdim=True).reciprocal(), max=1.0) * self.lr
+            self.prev_grad = g.clone()
         else:
             d = self._remember_and_direct(g, g - self.prev_grad, self.direction * self.t)
             t = torch.full_like(self.t, self.lr)
-        if self.prev_grad is None:
-            self.prev_grad = g.clone()
-        else:
             self.prev_grad.copy_(g)
-        self.direction, self.t, self.steps = d, t, self.steps + 1
+        self.direction, self.t = d, t
         self.x.view(self.batch, self.n).add_(d * t)
 
     def _remember_and_direct(self, g: Tensor, y: Tensor, s: Tensor) -> Tensor:

@@ -172,8 +172,9 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
     evaluations; return the result in [0, 1].
 
     ``history`` L-BFGS pairs are kept (allocated in full at the second evaluation, so a run that does not
-    fit in memory fails in its first seconds). Losses are kept on the device and copied to the host every ``report_every`` evaluations (and after
-    the last): then they are checked to be finite and ``callback`` gets a ``ProgressEvent``.
+    fit in memory fails in its first seconds). Losses are kept on the device and copied to the host every
+    ``report_every`` evaluations (and after the last): then they are checked to be finite and ``callback``
+    gets a ``ProgressEvent``.
     """
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
