@@ -10,7 +10,8 @@ burn-in), end-to-end seconds for N iterations with the style/content targets inc
 images/s, peak device memory, GFLOP per iteration (torch's FlopCounterMode), the FLOP floor at
 --peak-tflops, and the numerics guard: the final loss's relative difference and the output's PSNR against
 the fp32 run on the same inputs. For VGG19 also a batch of --batch contents per variant (images/s). The
-reference runs in the same process (fp32, and tf32 on CUDA), so ratios are side by side.
+reference runs in the same process at the precision of the fp32 and tf32 variants, its repeats alternating
+with theirs, so ratios are side by side.
 Prints a table last and writes JSON (--json).
 """
 
@@ -24,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -105,6 +107,19 @@ def time_stylelab(backbone, content, style, iterations, repeats, device, batch=1
     return statistics.median(per_it), statistics.median(end_to_end), peak, result
 
 
+def alternately(repeats: int, *timers):
+    """Each timer (a function of ``repeats``) called once per round, in turn, so that slow drift of the machine
+    (other tenants, clocks) falls on all of them alike; returns each one's (median ms, median e2e, max peak, last
+    extra values)."""
+    runs = [[timer(1) for timer in timers] for _ in range(repeats)]
+    out = []
+    for i in range(len(timers)):
+        mine = [run[i] for run in runs]
+        out.append((statistics.median(m[0] for m in mine), statistics.median(m[1] for m in mine),
+                    max(m[2] for m in mine), *mine[-1][3:]))
+    return out
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:
     """dB of b against a, for [0, 1] images; None (JSON null) when they are identical."""
     mse = (a.double() - b.double()).pow(2).mean().item()
@@ -166,10 +181,18 @@ def main(argv=None) -> int:
         content, style = images(size)
         for backbone in args.backbones.split(","):
             gflop = gflop_per_iteration(backbone, content, style, device)
-            exact = None
+            exact, references = None, {}
             for variant in variants:
-                ms, e2e, peak, result = time_stylelab(backbone, content, style, args.iterations, args.repeats,
-                                                      device, **VARIANTS[variant])
+                ours = partial(time_stylelab, backbone, content, style, args.iterations, device=device,
+                               **VARIANTS[variant])  # called with the number of repeats
+                precision = VARIANTS[variant].get("precision", "fp32")
+                paired = backbone == "vgg19" and not args.no_reference and variant in ("fp32", "tf32")
+                if paired:  # the reference at the same precision, timed in alternation with this variant
+                    theirs = partial(time_reference, content, style, args.iterations, device=device,
+                                     precision=precision)
+                    (ms, e2e, peak, result), references[precision] = alternately(args.repeats, ours, theirs)
+                else:
+                    ms, e2e, peak, result = ours(args.repeats)
                 exact = exact or result
                 add({"impl": "stylelab", "variant": variant, "backbone": backbone, "size": size, "batch": 1,
                      "ms_per_iteration": ms * 1e3, "end_to_end_s": e2e, "images_per_s": 1 / e2e,
@@ -187,13 +210,10 @@ def main(argv=None) -> int:
                          "gflop_per_iteration": gflop * args.batch, "floor_s": None,
                          "loss_rel_diff_vs_fp32": abs(results[0].final.loss - exact.final.loss) / exact.final.loss,
                          "psnr_vs_fp32_db": psnr(results[0].image, exact.image)})
-            if backbone == "vgg19" and not args.no_reference:
-                for precision in ("fp32", "tf32") if device.type == "cuda" else ("fp32",):
-                    ms_r, e2e_r, peak_r = time_reference(content, style, args.iterations, args.repeats, device,
-                                                         precision)
-                    add({"impl": "reference", "variant": precision, "backbone": "vgg19", "size": size, "batch": 1,
-                         "ms_per_iteration": ms_r * 1e3, "end_to_end_s": e2e_r, "images_per_s": 1 / e2e_r,
-                         "peak_mem_gb": peak_r / 2**30, "gflop_per_iteration": None, "floor_s": None})
+            for precision, (ms_r, e2e_r, peak_r) in references.items():
+                add({"impl": "reference", "variant": precision, "backbone": "vgg19", "size": size, "batch": 1,
+                     "ms_per_iteration": ms_r * 1e3, "end_to_end_s": e2e_r, "images_per_s": 1 / e2e_r,
+                     "peak_mem_gb": peak_r / 2**30, "gflop_per_iteration": None, "floor_s": None})
     for row in rows:  # each stylelab row against the reference at the same size and precision family
         ref = next((r for r in rows if r["impl"] == "reference" and r["size"] == row["size"]
                     and r["variant"] == ("tf32" if row.get("variant", "").startswith("tf32") else "fp32")), None)
