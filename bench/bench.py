@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,8 +57,9 @@ def images(size: int):
     return content, style
 
 
-def gflop_per_iteration(backbone: str, content, style, device) -> float:
-    """Forward + backward of one loss evaluation, counted by PyTorch's FLOP counter."""
+def evaluation_cost(backbone: str, content, style, device) -> tuple[float, int]:
+    """(GFLOP, operator calls) of one loss evaluation's forward + backward: FLOPs by PyTorch's FLOP counter,
+    calls as top-level aten operators seen by the profiler (on CUDA each launches at least one kernel)."""
     net = create_backbone(backbone, "random")
     c_layers, s_layers = resolve_layers(net, None, None)
     net.truncate([*c_layers, *s_layers])
@@ -68,7 +70,13 @@ def gflop_per_iteration(backbone: str, content, style, device) -> float:
     with FlopCounterMode(display=False) as counter:
         total, _ = objective(x)
         total.backward()
-    return counter.get_total_flops() / 1e9
+    x.grad = None
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        total, _ = objective(x)
+        total.backward()
+    ops = sum(1 for e in prof.events() if e.name.startswith("aten::")
+              and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+    return counter.get_total_flops() / 1e9, ops
 
 
 # Levers, each a set of transfer() options; fp32 is the default mode and the numerics reference.
@@ -180,7 +188,7 @@ def main(argv=None) -> int:
     for size in [int(s) for s in args.sizes.split(",")]:
         content, style = images(size)
         for backbone in args.backbones.split(","):
-            gflop = gflop_per_iteration(backbone, content, style, device)
+            gflop, ops = evaluation_cost(backbone, content, style, device)
             exact, references = None, {}
             for variant in variants:
                 ours = partial(time_stylelab, backbone, content, style, args.iterations, device=device,
@@ -196,7 +204,7 @@ def main(argv=None) -> int:
                 exact = exact or result
                 add({"impl": "stylelab", "variant": variant, "backbone": backbone, "size": size, "batch": 1,
                      "ms_per_iteration": ms * 1e3, "end_to_end_s": e2e, "images_per_s": 1 / e2e,
-                     "peak_mem_gb": peak / 2**30, "gflop_per_iteration": gflop,
+                     "peak_mem_gb": peak / 2**30, "gflop_per_iteration": gflop, "ops_per_evaluation": ops,
                      "floor_s": gflop * args.iterations / (peak_tflops * 1e3) if peak_tflops else None,
                      "loss_rel_diff_vs_fp32": abs(result.final.loss - exact.final.loss) / exact.final.loss,
                      "psnr_vs_fp32_db": psnr(result.image, exact.image)})

@@ -30,6 +30,7 @@ def test_bench_smoke(tmp_path, capsys):
     assert 10 < rows[("stylelab", "bf16", "vgg19", 1)]["psnr_vs_fp32_db"] < 200
     assert exact["speedup_vs_reference"] > 0 and rows[("stylelab", "fp32", "vgg19", 2)]["speedup_vs_reference"] > 0
     assert exact["gflop_per_iteration"] > rows[("stylelab", "fp32", "clip-rn50", 1)]["gflop_per_iteration"]
+    assert 16 * 2 < exact["ops_per_evaluation"] < 1000  # at least VGG19's convolutions, forward and backward
     assert rows[("stylelab", "fp32", "vgg19", 2)]["gflop_per_iteration"] == 2 * exact["gflop_per_iteration"]
     assert "PSNR" in capsys.readouterr().out
 
