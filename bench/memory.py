@@ -5,8 +5,8 @@
 
 On CUDA, a binary search over square sizes (multiples of 64) runs --iterations L-BFGS evaluations at each
 size under a cap (torch.cuda.set_per_process_memory_fraction) and keeps the largest that does not run out;
-peak = torch.cuda.max_memory_allocated. On the CPU, each size runs in a fresh process whose peak RSS is
-read back; a line a + b·pixels is fitted and solved for each budget (a prediction, marked as such).
+peak = torch.cuda.max_memory_allocated. On the CPU, each size runs in a fresh process whose peak RSS (from
+after its imports) is read back; a line a + b·pixels is fitted and solved for each budget (a prediction, marked as such).
 Either way the per-pixel bytes are split into what autograd saves for the backward pass (counted with
 saved-tensor hooks on one evaluation) and the L-BFGS history (2 · history · 3 floats per pixel; the whole
 history is allocated at the second evaluation, so --iterations 3 peaks as a 500-iteration run does).
@@ -88,13 +88,34 @@ def cuda_search(device, budget_gib: float, iterations: int, precision: str, hist
             "method": "measured (binary search, CUDA cap)", "at_limit": 64 * low == MAX_SIZE}
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident memory (Linux: VmHWM, which ``reset_peak_rss`` can restart)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / GIB
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # KiB on Linux
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak after imports, whose transient pages are not the run's (Linux >= 4.0; else kept)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def child_peak_rss(size: int, iterations: int, history: int) -> float:
-    """Peak RSS (GiB) of a fresh process that runs one transfer at ``size``."""
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import memory, resource; "
+    """Peak RSS (GiB) of a fresh process while it runs one transfer at ``size``."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import memory; "
+            f"memory.reset_peak_rss(); "
             f"memory.runs_at({size}, {iterations}, memory.torch.device('cpu'), 'fp32', {history}); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print(memory.peak_rss_gib())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1]) * 1024 / GIB  # ru_maxrss is in KiB on Linux
+    return float(out.stdout.split()[-1])
 
 
 def main(argv=None) -> int:

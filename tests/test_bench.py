@@ -73,7 +73,7 @@ def test_memory_bench_fits_and_extrapolates_on_the_cpu(tmp_path):
     relus = sum(c / s**2 * 4 for n, _, c, s in VGG19_LAYERS if n.startswith("relu") and n <= "relu5_1")
     assert relus <= saved <= 3 * relus
     out = tmp_path / "memory.json"
-    assert memory.main(["--device", "cpu", "--cpu-sizes", "128,384", "--iterations", "2", "--budgets", "24,0",
+    assert memory.main(["--device", "cpu", "--cpu-sizes", "128,448", "--iterations", "2", "--budgets", "24,0",
                         "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     small, large = data["rows"]

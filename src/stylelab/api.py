@@ -170,6 +170,7 @@ def transfer(
     style_layers: LayersInput = None,
     style_blend: Sequence[float] | None = None,
     each_style: bool = False,
+    masks: Sequence[ImageInput] | None = None,
     style_scale: float = 1.0,
     original_colors: str = "none",
     scales: Sequence[int] | None = None,
@@ -236,6 +237,9 @@ def transfer(
     items = _items(contents, styles, each_style, original_colors)
     if original_colors == "luminance" and isinstance(init, torch.Tensor):
         init = luminance_image(init)  # a grey optimization starts from a grey image
+    mask_ts = None if masks is None else _load_masks(masks, styles, batch or each_style or style_blend is not None)
+    if mask_ts is not None and net.style_needs_content_size:
+        raise StylelabError(f"{net.name} with the token Gram has no image positions: masks need the channel Gram")
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
     deepest = net.deepest([*c_layers, *s_layers])
     sizes = scales or [size]
@@ -267,7 +271,7 @@ def transfer(
         log(f"{len(items)} images in {len(chunks)} batch(es) of up to {batch_size}")
 
     plan = _Plan(sizes, blend, spec, style_scale, init, seed, dev, precision, optimizer, lr, iterations,
-                 report_every, lbfgs_history)
+                 report_every, lbfgs_history, mask_ts)
     progress = _Progress(iterations * len(sizes) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
     torch.manual_seed(seed)
@@ -341,6 +345,23 @@ class _Plan:
     iterations: int
     report_every: int | None
     lbfgs_history: int
+    masks: list[torch.Tensor] | None  # (1, 1, H, W) per style, any size; resized to each scale's content
+
+
+def _load_masks(masks: Sequence[ImageInput], styles: list[torch.Tensor], several: bool) -> list[torch.Tensor]:
+    """Mask images -> (1, 1, H, W) weights in [0, 1] (the mean of the RGB channels: white selects)."""
+    if several:
+        raise StylelabError("masks place the styles on one content image: not with several contents, "
+                            "each-style or a style blend")
+    if len(masks) != len(styles):
+        raise StylelabError(f"{len(styles)} style(s) need as many masks, one per style in order; got {len(masks)}")
+    out = []
+    for i, mask in enumerate(masks, 1):
+        weights = as_tensor(mask).mean(1, keepdim=True)
+        if not weights.sum() > 0:
+            raise StylelabError(f"mask {i} selects nothing (it is black everywhere)")
+        out.append(weights)
+    return out
 
 
 def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progress) -> torch.Tensor:
@@ -351,8 +372,9 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
         prepared = [prepare_images(net, item.content, item.styles, long_edge, plan.style_scale) for item in chunk]
         content = torch.cat([c for c, _ in prepared]).to(plan.device)  # (B, 3, H, W)
         style_sets = [[s.to(plan.device) for s in ss] for _, ss in prepared]
+        masks = None if plan.masks is None else [resize(m, tuple(content.shape[-2:])) for m in plan.masks]
         objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, plan.blend, plan.spec,
-                                   precision=plan.precision)
+                                   precision=plan.precision, masks=masks)
         hw = tuple(content.shape[-2:])
         if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
             x0 = resize(image, hw)
@@ -379,6 +401,7 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     size=512 (long edge), iterations=500, optimizer="lbfgs"|"adam", lr, content_weight (α),
     style_weight (β), tv_weight, content_layers / style_layers ("relu1_1:0.2,relu2_1" or a dict),
     feature_transform="none"|"softmax", style_blend (weights of several styles, mixed as Gram statistics),
+    masks (one image per style: where on the content that style goes; Gatys et al. 2017's guided Grams),
     style_scale (style size relative to the output), original_colors="none"|"luminance"|"histogram",
     scales=[128, 256, 512] (a pyramid: each scale runs ``iterations`` and starts from the previous result),
     pooling="max"|"avg" (VGG), gram="channel"|"token" and gram_norm="seed"|"none" (ViT),

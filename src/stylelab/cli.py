@@ -201,6 +201,9 @@ def build_parser() -> Parser:
     _add_loss_options(t)
     t.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
                    help="blend weights of the styles, normalized to sum 1 (default: equal)")
+    t.add_argument("--mask", dest="masks", action="append", metavar="MASK",
+                   help="one per STYLE, in order: where on the content that style goes (white), resized to the "
+                        "content; spatial control by guided Grams (Gatys et al. 2017)")
     t.add_argument("--style-scale", type=_pos_float, default=d["style_scale"], metavar="S",
                    help="style size relative to the output: 2 = larger brush strokes, 0.5 = finer")
     t.add_argument("--original-colors", choices=ORIGINAL_COLORS, default=d["original_colors"],
@@ -412,7 +415,8 @@ def cmd_transfer(args) -> int:
         args.size = args.scales[-1]
     _run_transfer(args, contents if batch else contents[0], styles, outputs, content_layers=args.content_layers,
                   style_layers=args.style_layers, init=args.init, style_blend=args.style_blend,
-                  each_style=args.each_style, batch_size=args.batch_size, style_scale=args.style_scale,
+                  each_style=args.each_style, masks=args.masks, batch_size=args.batch_size,
+                  style_scale=args.style_scale,
                   original_colors=args.original_colors, scales=args.scales, **_loss_options(args))
     return 0
 

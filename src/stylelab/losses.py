@@ -41,6 +41,19 @@ def normalized_gram(features: Tensor) -> Tensor:
     return gram_matrix(features) / features.shape[-1]
 
 
+def masked_gram(features: Tensor, weights: Tensor) -> Tensor:
+    """Gatys et al. 2017's guided Gram (spatial control): Σ_k w_k F_ik F_jk / Σ_k w_k.
+
+    The Gram, divided by the number of positions, of the positions a mask selects (softly, by weights in
+    [0, 1]); with all weights 1 it is ``normalized_gram``. features (B, N, M), weights (B or 1, M) -> (B, N, N).
+    """
+    _check_rank("features", features, 3, "(B, N, M)")
+    if weights.ndim != 2 or weights.shape[-1] != features.shape[-1]:
+        raise ValueError(f"weights must be (B, M={features.shape[-1]}), got {tuple(weights.shape)}")
+    total = weights.sum(-1).clamp_min(torch.finfo(features.dtype).tiny).view(-1, 1, 1)  # an empty region: 0
+    return torch.bmm(features * weights.unsqueeze(1), features.transpose(1, 2)) / total
+
+
 def content_loss(features: Tensor, target: Tensor) -> Tensor:
     """Eq. 2.1: 1/2 sum_ij (F_ij - P_ij)^2, per image. Any shape (B, ...)."""
     if features.shape[1:] != target.shape[1:]:

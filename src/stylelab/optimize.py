@@ -75,10 +75,15 @@ class StyleObjective:
     one list of style images shared by the batch, or one list per image; each list's Gram statistics are
     blended by ``blend``. ``precision="bf16"`` runs the backbone under bf16 autocast; Grams and losses
     stay fp32.
+
+    ``masks`` (spatial control, Gatys et al. 2017; one image, shared styles): one (1, 1, H, W) weight map in
+    [0, 1] per style, at the content's size. Style r is then matched only where its mask is, by the guided Gram
+    of that region, and each region's E_l is weighted by the mask's area (one full mask = the unmasked loss).
     """
 
     def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor] | Sequence[Sequence[Tensor]],
-                 blend: Sequence[float], spec: LossSpec, *, precision: str = "fp32"):
+                 blend: Sequence[float], spec: LossSpec, *, precision: str = "fp32",
+                 masks: Sequence[Tensor] | None = None):
         check_feature_transform(spec.feature_transform)
         per_image = not isinstance(styles[0], Tensor)
         sets = list(styles) if per_image else [styles]
@@ -86,7 +91,11 @@ class StyleObjective:
             raise StylelabError(f"{content.shape[0]} images need {content.shape[0]} style lists, got {len(sets)}")
         if any(len(style_set) != len(blend) for style_set in sets):
             raise StylelabError(f"{len(blend)} blend weights for style lists of {[len(x) for x in sets]} images")
+        if masks is not None and (per_image or content.shape[0] != 1 or len(masks) != len(styles)):
+            raise StylelabError(f"masks need one image and one mask per style: {content.shape[0]} image(s), "
+                                f"{len(styles)} style(s), {len(masks)} mask(s)")
         self.backbone, self.spec = backbone, spec
+        self.masks = None if masks is None else [m.to(content.device, torch.float32) for m in masks]
         self.autocast = autocast_dtype(precision)
         self.layers = list(dict.fromkeys([*spec.content_layers, *spec.style_layers]))
         with torch.no_grad():
@@ -95,6 +104,8 @@ class StyleObjective:
             # Several styles blend at the level of their Gram statistics, never as pixels.
             targets = [self.blended_grams(style_set, blend) for style_set in sets]  # each {layer: (1, N, N)}
             self.style_targets = {n: torch.cat([t[n] for t in targets]) for n in spec.style_layers}
+            # With masks the styles are not blended: each keeps its own Grams for its own region.
+            self.region_targets = None if masks is None else [self.style_grams(s) for s in styles]
 
     def blended_grams(self, styles: Sequence[Tensor], blend: Sequence[float]) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
@@ -129,10 +140,7 @@ class StyleObjective:
             # Departure from eq. 2.1: divided by N·M (the mean, as in the reference code's MSE) so that
             # α/β keep their meaning at every image size; eq. 2.3 is already size-normalized.
             content_parts.append(content_loss(f, self.content_targets[n]) / f[0].numel())
-        style_parts = []
-        for n in self.spec.style_layers:
-            g = self.backbone.style_gram(n, feats[n])  # (B, N, N), already divided by M
-            style_parts.append(style_layer_loss(g, self.style_targets[n], g.shape[1], 1))
+        style_parts = [self.style_layer_part(n, feats[n]) for n in self.spec.style_layers]
         c_w = self.spec.content_layers
         zero = image.new_zeros(image.shape[0])
         content = sum(c_w[n] * part for n, part in zip(c_w, content_parts)) if c_w else zero
@@ -142,6 +150,18 @@ class StyleObjective:
         total = total + self.spec.tv_weight * tv  # (B,)
         parts = torch.stack([total, content + zero, style + zero, tv, *content_parts, *style_parts], dim=1)
         return total.sum(), parts.detach()
+
+
+    def style_layer_part(self, name: str, features: Tensor) -> Tensor:
+        """E_l of eq. 2.3 per image, (B,); with masks the area-weighted sum over the styles' regions."""
+        if self.masks is None:
+            g = self.backbone.style_gram(name, features)  # (B, N, N), already divided by M
+            return style_layer_loss(g, self.style_targets[name], g.shape[1], 1)
+        parts = []
+        for mask, targets in zip(self.masks, self.region_targets):
+            g = self.backbone.masked_style_gram(name, features, mask)
+            parts.append(mask.mean() * style_layer_loss(g, targets[name], g.shape[1], 1))
+        return torch.stack(parts).sum(0)
 
 
 INIT_MODES = ("content", "random", "style-stats")  # or an image (path, PIL image, tensor)

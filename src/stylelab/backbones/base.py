@@ -6,10 +6,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import StylelabError
-from ..losses import flatten_maps, normalized_gram
+from ..losses import flatten_maps, masked_gram, normalized_gram
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,20 @@ class Backbone(nn.Module):
     def style_gram(self, name: str, features: Tensor) -> Tensor:
         """The style representation compared by eq. 2.3: the Gram of ``style_features`` divided by M."""
         return normalized_gram(self.style_features(name, features))
+
+    def style_position_grid(self, name: str, features: Tensor, image_size: tuple[int, int]) -> tuple[int, int] | None:
+        """The (h, w) grid on which the M positions of ``style_features`` lie (row-major), or None when its M
+        axis is not image positions (then masks cannot select regions)."""
+        return tuple(features.shape[-2:])
+
+    def masked_style_gram(self, name: str, features: Tensor, mask: Tensor) -> Tensor:
+        """The style representation of the region ``mask`` selects: (1, 1, H, W) weights in [0, 1] at the image's
+        size, averaged onto the layer's positions, then ``masked_gram``."""
+        grid = self.style_position_grid(name, features, tuple(mask.shape[-2:]))
+        if grid is None:
+            raise StylelabError(f"{self.name} with this Gram has no image positions to mask")
+        weights = F.adaptive_avg_pool2d(mask, grid).flatten(1)  # (1, M)
+        return masked_gram(self.style_features(name, features), weights)
 
     def truncate(self, names: Iterable[str]) -> None:
         """Drop whatever is deeper than the deepest of ``names`` (saves memory and time)."""

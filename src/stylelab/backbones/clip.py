@@ -332,6 +332,11 @@ class ClipViTB16(_ClipBackbone):
         h, w = (side // self.input_multiple for side in image_size)
         return features[:, 1:, :].transpose(1, 2).reshape(features.shape[0], -1, h, w)
 
+    def style_position_grid(self, name: str, features: Tensor, image_size: tuple[int, int]) -> tuple[int, int] | None:
+        if self.gram == "token":
+            return None  # the token Gram's M axis is the embedding, not positions
+        return image_size[0] // self.input_multiple, image_size[1] // self.input_multiple
+
     def style_features(self, name: str, features: Tensor) -> Tensor:
         if self.gram == "token":
             return features  # (B, N = tokens, M = channels): eq. 2.5
