@@ -372,10 +372,10 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
         prepared = [prepare_images(net, item.content, item.styles, long_edge, plan.style_scale) for item in chunk]
         content = torch.cat([c for c, _ in prepared]).to(plan.device)  # (B, 3, H, W)
         style_sets = [[s.to(plan.device) for s in ss] for _, ss in prepared]
-        masks = None if plan.masks is None else [resize(m, tuple(content.shape[-2:])) for m in plan.masks]
+        hw = tuple(content.shape[-2:])
+        masks = None if plan.masks is None else [resize(m, hw) for m in plan.masks]
         objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, plan.blend, plan.spec,
                                    precision=plan.precision, masks=masks)
-        hw = tuple(content.shape[-2:])
         if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
             x0 = resize(image, hw)
         elif isinstance(plan.init, torch.Tensor):

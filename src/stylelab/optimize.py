@@ -101,11 +101,14 @@ class StyleObjective:
         with torch.no_grad():
             feats = self.features(content, list(spec.content_layers))
             self.content_targets = {n: feats[n].detach() for n in spec.content_layers}
-            # Several styles blend at the level of their Gram statistics, never as pixels.
-            targets = [self.blended_grams(style_set, blend) for style_set in sets]  # each {layer: (1, N, N)}
+            if masks is None:
+                self.region_targets = None
+                # Several styles blend at the level of their Gram statistics, never as pixels.
+                targets = [self.blended_grams(style_set, blend) for style_set in sets]  # each {layer: (1, N, N)}
+            else:  # each style keeps its own Grams for its own region; style_targets still holds their blend
+                self.region_targets = [self.style_grams(s) for s in styles]
+                targets = [{n: sum(w * g[n] for w, g in zip(blend, self.region_targets)) for n in spec.style_layers}]
             self.style_targets = {n: torch.cat([t[n] for t in targets]) for n in spec.style_layers}
-            # With masks the styles are not blended: each keeps its own Grams for its own region.
-            self.region_targets = None if masks is None else [self.style_grams(s) for s in styles]
 
     def blended_grams(self, styles: Sequence[Tensor], blend: Sequence[float]) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
