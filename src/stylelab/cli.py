@@ -175,6 +175,14 @@ def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
                    help="token Gram: divide by the embedding size as the seed's code (default) or none")
 
 
+def _add_experiment_options(p: argparse.ArgumentParser, backbone: bool = True) -> None:
+    """sweep and compare: a transfer's options (layers excepted: the experiment sets them) plus the judges."""
+    _add_run_options(p, DEFAULTS["size"], DEFAULTS["iterations"], backbone=backbone)
+    _add_speed_options(p)
+    _add_loss_options(p, layers=False)
+    _add_study_options(p)
+
+
 def build_parser() -> Parser:
     d = DEFAULTS
     parser = Parser(prog="stylelab", description="Neural style transfer with any vision backbone.")
@@ -255,10 +263,7 @@ def build_parser() -> Parser:
                     help="one or more style-layer configurations (columns of the sheet)")
     sw.add_argument("--content-layers", nargs="+", default=[None], metavar="L,…",
                     help="one or more content-layer configurations (rows; default: the backbone's)")
-    _add_run_options(sw, d["size"], d["iterations"])
-    _add_speed_options(sw)
-    _add_loss_options(sw, layers=False)
-    _add_study_options(sw)
+    _add_experiment_options(sw)
     sw.set_defaults(run=cmd_sweep)
 
     cp = sub.add_parser("compare", help="the same transfer through several backbones: sheet, curves, table",
@@ -267,10 +272,7 @@ def build_parser() -> Parser:
     cp.add_argument("styles", nargs="+", metavar="STYLE")
     cp.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for sheet.png, curves.png, results.*")
     cp.add_argument("--backbones", default="vgg19,clip-rn50,clip-rn50-sequential,clip-vit-b16", metavar="B1,B2,…")
-    _add_run_options(cp, d["size"], d["iterations"], backbone=False)
-    _add_speed_options(cp)
-    _add_loss_options(cp, layers=False)
-    _add_study_options(cp)
+    _add_experiment_options(cp, backbone=False)
     cp.set_defaults(run=cmd_compare)
 
     ev = sub.add_parser("evaluate", help="quality metrics of stylized images (files or folders)",
