@@ -153,7 +153,7 @@ def time_reference(content, style, iterations, repeats, device, precision="fp32"
     return statistics.median(per_iteration), statistics.median(end_to_end), peak
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backbones", default="vgg19,clip-rn50,clip-rn50-sequential,clip-vit-b16")
     p.add_argument("--sizes", default="256,512,1024")
@@ -167,6 +167,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--json", default=None, help="write results here")
     args = p.parse_args(argv)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     device = resolve_device(args.device)
     name = device_name(device)
     peak_tflops = args.peak_tflops or (67.0 if any(g in name for g in ("H100", "H200")) else None)

@@ -101,7 +101,7 @@ def count_host_reads(step) -> int:
     return counts["n"]
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--height", type=int, default=384)
     p.add_argument("--width", type=int, default=512)
@@ -109,7 +109,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     device = resolve_device(args.device)
     generator = torch.Generator().manual_seed(0)
     shape = (1, 3, args.height, args.width)

@@ -118,7 +118,7 @@ def child_peak_rss(size: int, iterations: int, history: int) -> float:
     return float(out.stdout.split()[-1])
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--budgets", default="24,0", help="GiB; 0 = the whole device (CUDA) or 141 (H200) on the CPU")
@@ -127,7 +127,11 @@ def main(argv=None) -> int:
     p.add_argument("--lbfgs-history", type=int, default=LBFGS_HISTORY, help="L-BFGS pairs kept (24 B/pixel each)")
     p.add_argument("--cpu-sizes", default="256,512,768,1024", help="sizes measured for the CPU fit")
     p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     device = resolve_device(args.device)
     saved = saved_bytes_per_pixel()
     history = 2 * args.lbfgs_history * 3 * 4

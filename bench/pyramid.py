@@ -52,7 +52,7 @@ def run(content, style, device, scales, iterations, weights, backbone):
     }
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1024,2048")
     p.add_argument("--iterations", type=int, default=500, help="per scale (the single run gets the same total)")
@@ -62,7 +62,11 @@ def main(argv=None) -> int:
     p.add_argument("--style")
     p.add_argument("--device", default="auto")
     p.add_argument("--json")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     device = resolve_device(args.device)
     content = as_tensor(args.content) if args.content else sample_content()
     style = as_tensor(args.style) if args.style else sample_style()

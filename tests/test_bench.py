@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -92,3 +93,23 @@ def test_lbfgs_bench_counts_operators_and_host_reads(tmp_path):
     assert ours_torch["optimizer"] == "torch.optim.LBFGS" and ours_torch["host_reads_per_step"] >= 2
     assert ours["host_reads_per_step"] == 0 and ours["ops_per_step"] < ours_torch["ops_per_step"]
     assert ours["ms_per_step"] > 0 and ours_torch["ms_per_step"] > 0
+
+
+def test_the_gpu_script_runs_only_valid_bench_commands(tmp_path):
+    """bench/gpu.sh is run on a lent GPU, where a typo costs device time: every command in it must parse."""
+    import importlib
+    import shlex
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text().replace("\\\n", " ")
+    commands = [shlex.split(line.strip().replace('$out', str(tmp_path)))
+                for line in text.splitlines() if line.strip().startswith("python3 bench/")]
+    assert {c[1] for c in commands} == {"bench/lbfgs.py", "bench/bench.py", "bench/memory.py"}
+    for command in commands:
+        module = importlib.import_module(Path(command[1]).stem)
+        args = module.parse_args(command[2:])
+        assert str(args.json).startswith(str(tmp_path))
+    with pytest.raises(SystemExit):
+        importlib.import_module("bench").parse_args(["--variants", "fp32,fp64"])
