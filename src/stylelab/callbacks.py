@@ -33,8 +33,12 @@ class ProgressBar:
 
     def write(self, message: str, quiet: bool = False) -> None:
         """A line on stderr that does not break the bar."""
-        if not quiet:
-            tqdm.write(message, file=sys.stderr) if self.bar is not None else print(message, file=sys.stderr)
+        if quiet:
+            return
+        if self.bar is not None:
+            tqdm.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
