@@ -8,10 +8,7 @@ forward is stopped right after the deepest hooked layer, so the attention pool n
 
 from __future__ import annotations
 
-import warnings
-import zipfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -51,35 +48,6 @@ def build_vision_tower(arch: str, seed: int = 0) -> nn.Module:
     return visual.float()
 
 
-def _read_any_checkpoint(path: str) -> dict[str, Tensor]:
-    """OpenAI's TorchScript .pt, a .safetensors file, or a (wrapped) state dict."""
-    p = Path(path)
-    if p.is_file() and p.stat().st_size > 0:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            try:
-                return load_file(str(p))
-            except Exception as exc:
-                raise StylelabError(f"--weights {path} is not a readable safetensors file ({type(exc).__name__})") from None
-        if _is_torchscript(p):  # OpenAI's released RN50.pt / ViT-B-16.pt are TorchScript archives
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-                    return dict(torch.jit.load(str(p), map_location="cpu").state_dict())
-            except Exception as exc:
-                raise StylelabError(f"--weights {path}: cannot read the TorchScript archive ({type(exc).__name__})") from None
-    return dict(read_checkpoint(path, "CLIP"))
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files holding code/ and constants.pkl; plain state dicts do not."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
-
-
 def visual_state(state: dict[str, Tensor], path: str, expected: str) -> dict[str, Tensor]:
     """The visual tower's tensors of a whole-CLIP checkpoint (keys ``visual.*``) or of a bare tower."""
     if any(k.startswith("visual.") for k in state):
@@ -98,7 +66,7 @@ def load_into(visual: nn.Module, state: dict[str, Tensor], path: str, what: str)
     wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
     if wrong:
         k = wrong[0]
-        raise StylelabError(f"--weights {path}: tensor shapes do not match {what} "
+        raise StylelabError(f"weights={path}: tensor shapes do not match {what} "
                             f"({k}: {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} expected)")
     # Half-precision checkpoints (OpenAI's files are fp16) are copied into fp32 parameters: the
     # seed's NaN gradients on GPU came from running the fp16 weights.
@@ -112,13 +80,13 @@ def fetch_pretrained(arch: str, tag: str = "openai") -> tuple[dict[str, Tensor],
 
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     repo = cfg.get("hf_hub", "").strip("/")
-    hint = (f"put them in the Hugging Face cache ({constants.HF_HUB_CACHE}) or pass --weights PATH "
-            f"(OpenAI's {arch.split('-quickgelu')[0]}.pt or an open_clip checkpoint), or --weights random")
+    hint = (f"put them in the Hugging Face cache ({constants.HF_HUB_CACHE}) or pass weights=PATH "
+            f"(OpenAI's {arch.split('-quickgelu')[0]}.pt or an open_clip checkpoint), or weights=random")
     if not repo:
         raise WeightsUnavailableError(f"open_clip has no downloadable {arch} weights for {tag}; {hint}")
     path = fetch_hf_file(repo, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"), f"CLIP {arch}",
                          hint=hint)
-    return _read_any_checkpoint(path), f"pretrained (open_clip {arch} {tag}, {repo})"
+    return read_checkpoint(path, f"CLIP {arch}"), f"pretrained (open_clip {arch} {tag}, {repo})"
 
 
 def _load_tower(arch: str, weights: str, seed: int, expected_key: str, what: str) -> tuple[nn.Module, str]:
@@ -129,7 +97,7 @@ def _load_tower(arch: str, weights: str, seed: int, expected_key: str, what: str
         state, source = fetch_pretrained(arch)
         load_into(visual, visual_state(state, source, expected_key), source, what)
         return visual, source
-    load_into(visual, visual_state(_read_any_checkpoint(weights), weights, expected_key), weights, what)
+    load_into(visual, visual_state(read_checkpoint(weights, what), weights, expected_key), weights, what)
     return visual, f"checkpoint {weights}"
 
 
