@@ -219,7 +219,7 @@ def test_pretrained_offline_is_a_clear_error():
     with pytest.raises(WeightsUnavailableError) as info:
         create_backbone("clip-rn50", "pretrained")
     message = str(info.value)
-    assert "timm/resnet50_clip.openai" in message and "not cached" in message and "--weights PATH" in message
+    assert "timm/resnet50_clip.openai" in message and "not cached" in message and "weights=PATH" in message
 
 
 def test_pretrained_loads_from_the_hugging_face_cache(tmp_path, monkeypatch, rn50):

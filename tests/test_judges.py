@@ -84,8 +84,8 @@ def test_lpips_invariants():
     assert all(a < b for a, b in zip(values, values[1:])), values
 
 
-def test_lpips_offline_without_weights_says_which_flag():
-    with pytest.raises(WeightsUnavailableError, match="--lpips-weights"):
+def test_lpips_offline_without_weights_says_which_parameter():
+    with pytest.raises(WeightsUnavailableError, match="lpips_weights=PATH"):
         load_lpips("pretrained")
 
 
@@ -119,7 +119,7 @@ def test_art_inception_from_the_hub_cache(hf_cache):
 
 
 def test_art_inception_offline_without_weights(hf_cache):
-    with pytest.raises(WeightsUnavailableError, match="--inception-weights"):
+    with pytest.raises(WeightsUnavailableError, match="inception_weights=PATH"):
         load_art_inception("pretrained")
 
 

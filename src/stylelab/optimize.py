@@ -229,7 +229,7 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
             which = f" of image {item + 1}" if x.shape[0] > 1 else ""
             raise NonFiniteLossError(
                 f"loss{which} became {row[0]} at iteration {reported + at + 1} of {iterations} (content "
-                f"{row[1]:.4g}, style {row[2]:.4g}); lower --style-weight/--content-weight or check the weights"
+                f"{row[1]:.4g}, style {row[2]:.4g}); lower style_weight= or content_weight=, or check the weights"
             )
         if callback is not None:
             callback(_event(rows[-1], count, iterations, time.perf_counter() - start, names, n_content, x.detach()))

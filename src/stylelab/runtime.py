@@ -29,13 +29,13 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         if index and not index.isdigit():
             raise StylelabError(f"unknown device {spec!r}; choose {DEVICE_CHOICES}")
         if not torch.cuda.is_available():
-            raise StylelabError(f"device {spec} was asked for but CUDA is not available here; use --device cpu")
+            raise StylelabError(f"device {spec} was asked for but CUDA is not available here; use device=cpu")
         if index and int(index) >= torch.cuda.device_count():
             raise StylelabError(f"device {spec} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
         return torch.device(spec)
     if spec == "mps":
         if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise StylelabError("device mps was asked for but Apple's MPS is not available here; use --device cpu")
+            raise StylelabError("device mps was asked for but Apple's MPS is not available here; use device=cpu")
         return torch.device("mps")
     raise StylelabError(f"unknown device {spec!r}; choose {DEVICE_CHOICES}")
 

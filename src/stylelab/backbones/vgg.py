@@ -146,7 +146,7 @@ def load_vgg19(weights: str = "pretrained", seed: int = 0, pooling: str = "max")
         features.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
-        raise StylelabError(f"--weights {weights}: tensor shapes do not match VGG19 ({detail})") from None
+        raise StylelabError(f"weights={weights}: tensor shapes do not match VGG19 ({detail})") from None
     return VGG19(features, fmt, source)
 
 

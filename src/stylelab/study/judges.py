@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..api import prepare_images, resolve_layers
 from ..backbones import create_backbone
-from ..errors import StylelabError, WeightsUnavailableError
+from ..errors import StylelabError, WeightsUnavailableError, renamed_parameter
 from ..images import resize
 from ..losses import style_layer_loss, style_loss
 from ..weights import fetch_hf_file, fetch_hub_checkpoint, read_checkpoint
@@ -77,9 +77,9 @@ def load_lpips(weights: str = "pretrained") -> LPIPS:
     """AlexNet from torchvision's weights API (or a local checkpoint), LPIPS's layer weights from `lpips`."""
     if weights == "pretrained":
         state = fetch_hub_checkpoint(torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url, "AlexNet (for LPIPS)",
-                                     option="--lpips-weights")
+                                     parameter="lpips_weights")
     else:
-        state = read_checkpoint(weights, "AlexNet")
+        state = read_checkpoint(weights, "AlexNet", parameter="lpips_weights")
     return LPIPS(dict(state), lpips_lin_weights())
 
 
@@ -93,17 +93,17 @@ def build_inception() -> nn.Module:
 def load_art_inception(weights: str = "pretrained") -> nn.Module:
     """ArtFID's Inception-v3 (trained on art): from the Hugging Face hub cache, or a local file."""
     if weights == "pretrained":
-        path = fetch_hf_file(*ART_INCEPTION, "ArtFID Inception", option="--inception-weights")
+        path = fetch_hf_file(*ART_INCEPTION, "ArtFID Inception", parameter="inception_weights")
     else:
         path = weights
-    state = read_checkpoint(path, "ArtFID Inception")
+    state = read_checkpoint(path, "ArtFID Inception", parameter="inception_weights")
     net = build_inception()
     # The checkpoint also holds two classifier heads and two auxiliary heads; FID uses only the trunk.
     trunk = {k: v for k, v in state.items() if not k.startswith(("fc", "AuxLogits"))}
     missing, _ = net.load_state_dict(trunk, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing:
-        raise StylelabError(f"{path} is not an Inception-v3 checkpoint: missing {', '.join(missing[:3])} …")
+        raise StylelabError(f"inception_weights={path} is not an Inception-v3 checkpoint: missing {', '.join(missing[:3])} …")
     return net
 
 
@@ -157,7 +157,10 @@ class GramJudge:
     """Style distance Σ_l w_l E_l (eq. 2.3 with the judge's default style layers) in an independent backbone."""
 
     def __init__(self, backbone: str = "vgg19", weights: str = "pretrained", device: torch.device | None = None):
-        self.net = create_backbone(backbone, weights)
+        try:
+            self.net = create_backbone(backbone, weights)
+        except StylelabError as exc:  # the judge's weights are their own parameter
+            raise renamed_parameter(exc, "weights", "judge_weights") from None
         _, self.layers = resolve_layers(self.net, None, None)
         self.net.truncate(self.layers)
         self.device = device or torch.device("cpu")
