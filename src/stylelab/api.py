@@ -117,12 +117,25 @@ def prepare_images(net: Backbone, content: torch.Tensor, styles: Sequence[torch.
     if net.style_needs_content_size:
         if style_scale != 1:
             raise StylelabError(f"{net.name} with this Gram needs the style at the output's size: "
-                                "--style-scale must be 1 (use the channel Gram to scale the style)")
+                                "style_scale=1 only (use the channel Gram to scale the style)")
         return content, [resize(s, tuple(content.shape[-2:])) for s in styles]
     style_edge = max(1, round(long_edge * style_scale))
     if style_edge > MAX_SIZE:
         raise StylelabError(f"style scale {style_scale} makes the style {style_edge} px, above {MAX_SIZE}")
     return content, [resize(s, _fit(s, style_edge, net.input_multiple)) for s in styles]
+
+
+def _announce_rounding(net: Backbone, items: list[_Item], long_edge: int, log: Callable[[str], None]) -> None:
+    """Say when the backbone's input multiple changes the output size (a ViT's 16-pixel patches)."""
+    if net.input_multiple == 1:
+        return
+    for item in items:
+        wanted = size_for_long_edge(*item.content.shape[-2:], long_edge)
+        got = _fit(item.content, long_edge, net.input_multiple)
+        if got != wanted:
+            log(f"{net.name} needs sides that are multiples of {net.input_multiple}: the output is "
+                f"{got[1]}x{got[0]} instead of {wanted[1]}x{wanted[0]}")
+            return
 
 
 @dataclass
@@ -232,12 +245,12 @@ def transfer(
             raise StylelabError(f"style blend needs {len(styles)} finite weights >= 0 with a positive sum, got {blend}")
         blend = [b / sum(blend) for b in blend]
 
+    mask_ts = None if masks is None else _load_masks(masks, styles, batch or each_style or style_blend is not None)
     net = create_backbone(backbone, weights, seed=seed, pooling=pooling, gram=gram, gram_norm=gram_norm)
     log(f"backbone {net.name}: weights {net.weights_source}")
     items = _items(contents, styles, each_style, original_colors)
     if original_colors == "luminance" and isinstance(init, torch.Tensor):
         init = luminance_image(init)  # a grey optimization starts from a grey image
-    mask_ts = None if masks is None else _load_masks(masks, styles, batch or each_style or style_blend is not None)
     if mask_ts is not None and net.style_needs_content_size:
         raise StylelabError(f"{net.name} with the token Gram has no image positions: masks need the channel Gram")
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
@@ -249,8 +262,9 @@ def transfer(
         if smallest < deepest.stride:
             raise StylelabError(
                 f"images are too small for layer {deepest.name} (stride {deepest.stride}): the shortest edge is "
-                f"{smallest} px; raise --size (or the first of --scales) or use shallower layers"
+                f"{smallest} px; raise size= (or the first of scales=) or use shallower layers"
             )
+    _announce_rounding(net, items, sizes[-1], log)
     net.truncate([*c_layers, *s_layers])
     net.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     spec = LossSpec(

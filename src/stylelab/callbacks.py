@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -68,18 +69,30 @@ class TraceRecorder:
         write_atomically(self.path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
 
 
+def frame_path(output: str | Path, iteration: int) -> Path:
+    """Where ``FrameSaver`` puts the image of ``iteration``: OUT.00050.png next to OUT.png."""
+    output = Path(output)
+    return output.parent / f"{output.stem}.{iteration:05d}{output.suffix}"
+
+
+def frame_files_present(output: str | Path) -> list[Path]:
+    """Files already where frames of ``output`` would go (any iteration), to check against the inputs."""
+    output = Path(output)
+    pattern = re.compile(rf"{re.escape(output.stem)}\.\d{{5,}}{re.escape(output.suffix)}")
+    folder = output.parent if str(output.parent) else Path(".")
+    return [p for p in folder.iterdir() if pattern.fullmatch(p.name)] if folder.is_dir() else []
+
+
 class FrameSaver:
     """Saves the image every ``every`` evaluations as OUT.00050.png next to the output."""
 
     def __init__(self, output: str | Path, every: int):
-        output = Path(output)
-        self.every, self.stem, self.suffix, self.parent = every, output.stem, output.suffix, output.parent
+        self.output, self.every = Path(output), every
         self.saved: list[Path] = []
 
     def __call__(self, event: ProgressEvent) -> None:
         if self.every > 0 and event.iteration % self.every == 0 and event.image is not None:
-            path = self.parent / f"{self.stem}.{event.iteration:05d}{self.suffix}"
-            self.saved.append(save_image(event.image.clamp(0, 1), path))
+            self.saved.append(save_image(event.image.clamp(0, 1), frame_path(self.output, event.iteration)))
 
 
 ANIMATION_FORMATS = (".gif", ".mp4")

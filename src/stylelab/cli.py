@@ -16,18 +16,21 @@ from pathlib import Path
 from . import __version__
 from .api import transfer
 from .backbones import create_backbone, get_entry, list_backbones
-from .callbacks import Animator, Chain, FrameSaver, ProgressBar, TraceRecorder, check_animation_path
+from .callbacks import (
+    Animator, Chain, FrameSaver, ProgressBar, TraceRecorder, check_animation_path, frame_files_present,
+)
 from .colour import ORIGINAL_COLORS
-from .errors import StylelabError, WeightsUnavailableError
+from .errors import StylelabError, WeightsUnavailableError, translate_parameters
 from .images import (
     BIT_DEPTHS, MAX_SIZE, check_bit_depth, check_writable, image_files, load_image, output_format, save_image,
-    side_by_side, write_atomically,
+    side_by_side, spare_inputs, write_atomically,
 )
 from .layerspec import parse_layer_spec
 from .runtime import PRECISIONS, check_precision, resolve_device, strict_fp32
 from .study.environment import environment
 from .backbones.clip import GRAM_NORMS, GRAMS
-from .optimize import FEATURE_TRANSFORMS, OPTIMIZERS, default_report_every
+from .optimize import FEATURE_TRANSFORMS, INIT_MODES, OPTIMIZERS, default_report_every
+from .signals import Interrupted, StopRequests
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(transfer).parameters.items()
             if p.default is not inspect.Parameter.empty}
@@ -290,6 +293,9 @@ def build_parser() -> Parser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback: this machine only)")
     sv.add_argument("--port", type=_int_in(0, 65535), default=8000, help="port (0: any free one)")
     sv.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps (one job at a time)")
+    sv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="also answer requests addressed to NAME (e.g. this machine's address with --host 0.0.0.0); "
+                         "other host names are refused (DNS rebinding)")
     sv.set_defaults(run=cmd_serve)
 
     b = sub.add_parser("backbones", help="list registered backbones")
@@ -298,17 +304,26 @@ def build_parser() -> Parser:
     ls = sub.add_parser("layers", help="list a backbone's layers with channels and stride")
     ls.add_argument("backbone", metavar="BACKBONE")
     ls.set_defaults(run=cmd_layers)
+    for command in sub.choices.values():  # library messages name parameters; each command words them as its flags
+        command.set_defaults(parameter_flags={a.dest: a.option_strings[-1] for a in command._actions
+                                              if a.option_strings and a.dest != "help"})
     return parser
 
 
 def _info(args, message: str) -> None:
     if not args.quiet:
-        print(message, file=sys.stderr)
+        print(_worded(args, message), file=sys.stderr)
+
+
+def _worded(args, message: str) -> str:
+    """A library message with its parameter references (``weights=``) written as this command's flags."""
+    return translate_parameters(message, getattr(args, "parameter_flags", {}))
 
 
 def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
     """Run a transfer (one image or a batch) with progress bar, frames, trace and animation; write each
-    output atomically as soon as its image is finished."""
+    output atomically as soon as its image is finished. A first Ctrl-C (or SIGTERM) stops the optimization
+    after the current evaluation and keeps what there is: the current image(s), the trace, the animation."""
     total = args.iterations * len(options.get("scales") or [1])
     bar = ProgressBar(total, disable=args.quiet)
     frames = FrameSaver(outputs[0], getattr(args, "save_every", 0))
@@ -319,6 +334,9 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
     # Reports cost a device sync on CUDA; frames need them at their iterations, a trace at every one.
     every = 1 if trace is not None else math.gcd(default_report_every(resolve_device(args.device)), frames.every,
                                                  animator.every if animator else 0)
+    stops: StopRequests = args.stops
+    stops.notice = lambda message: bar.write(message)
+    written: list[Path] = []
 
     def log(message: str) -> None:
         if "random init" in message:  # always said, even with --quiet
@@ -329,8 +347,10 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
     def save(index: int, result) -> None:
         outputs[index].parent.mkdir(exist_ok=True)  # a batch's output folder; its parent was checked
         save_image(result.image, outputs[index], getattr(args, "bit_depth", 8))
-        h, w = result.image.shape[-2:]
-        bar.write(f"wrote {outputs[index]} ({w}x{h})", quiet=args.quiet)
+        written.append(outputs[index])
+        if stops.signum is None:
+            h, w = result.image.shape[-2:]
+            bar.write(f"wrote {outputs[index]} ({w}x{h})", quiet=args.quiet)
 
     try:
         results = transfer(content, style, backbone=args.backbone, weights=args.weights, size=args.size,
@@ -338,7 +358,14 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
                            precision=getattr(args, "precision", "fp32"),
                            channels_last=getattr(args, "channels_last", False),
                            lbfgs_history=getattr(args, "lbfgs_history", 100), report_every=every,
-                           callback=Chain(bar, frames, trace, animator), on_result=save, log=log, **options)
+                           callback=Chain(bar, frames, trace, animator, stops), on_result=save, log=log, **options)
+    except Interrupted as exc:  # quit at once: say what is on disk
+        bar.close()
+        kept = f"; {len(written)} finished image(s) kept" if written else ""
+        frames_note = f"; {len(frames.saved)} intermediate frame(s) kept" if frames.saved else ""
+        exc.note = f"{'no result written' if not written else 'the image in progress was not written'}" \
+                   f"{kept}{frames_note}"
+        raise
     finally:
         bar.close()
     results = results if isinstance(results, list) else [results]
@@ -350,12 +377,35 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
         trace.write(backbone=last.backbone, weights=last.weights_source, device=last.device,
                     content_layers=dict(last.loss.content_layers), style_layers=dict(last.loss.style_layers),
                     content_weight=last.loss.content_weight, style_weight=last.loss.style_weight,
-                    seconds=seconds)
+                    seconds=seconds, finished=stops.signum is None)
+        if stops.signum is not None:
+            _info(args, f"wrote {trace.path} (the iterations so far)")
+    if stops.signum is not None:
+        print(_interrupted_message(stops, written, results, len(outputs)), file=sys.stderr)
+        return results
     iterations = args.iterations * len(options.get("scales") or [1]) * len(results)
-    _info(args, f"{len(results)} image(s) in {seconds:.1f} s: {iterations / max(seconds, 1e-9):.1f} image-it/s "
+    _info(args, f"{len(results)} image(s) in {seconds:.1f} s: {_rate(iterations, seconds)} image-it/s "
                 f"on {last.device}" if len(results) > 1 else
-                f"done in {seconds:.1f} s, {last.iterations / max(seconds, 1e-9):.1f} it/s on {last.device}")
+                f"done in {seconds:.1f} s, {_rate(last.iterations, seconds)} it/s on {last.device}")
     return results
+
+
+def _interrupted_message(stops: StopRequests, written: list[Path], results: list, planned: int) -> str:
+    """What a stopped run left: the last batch's images are the unfinished ones."""
+    in_progress = sum(r.batch_index == results[-1].batch_index for r in results)
+    unfinished, finished = written[len(written) - in_progress:], len(written) - in_progress
+    message = (f"stylelab: interrupted at iteration {stops.iteration} of {stops.iterations}; wrote "
+               f"{', '.join(map(str, unfinished))} (unfinished)")
+    if finished:
+        message += f"; {finished} finished image(s) written before"
+    if planned > len(written):
+        message += f"; {planned - len(written)} not started"
+    return message
+
+
+def _rate(count: float, seconds: float) -> str:
+    """it/s with 3 significant digits, so that a slow run reads 0.412, not 0."""
+    return f"{count / max(seconds, 1e-9):.3g}"
 
 
 def _transfer_inputs(args) -> tuple[list[Path], list[Path], bool]:
@@ -406,6 +456,7 @@ def cmd_transfer(args) -> int:
     contents, styles, batch = _transfer_inputs(args)
     outputs = _transfer_outputs(args, contents, styles, batch)
     for output in outputs:
+        output_format(output)
         check_bit_depth(output, args.bit_depth)
     if args.trace:
         check_writable(args.trace)
@@ -413,14 +464,19 @@ def cmd_transfer(args) -> int:
         raise StylelabError("--animate and --save-every follow one image: use them with a single content image")
     if args.animate:
         check_animation_path(check_writable(args.animate))
+    inputs = [*contents, *styles, *(Path(m) for m in args.masks or []),
+              *([Path(args.init)] if args.init not in INIT_MODES else [])]
+    spare_inputs([*outputs, *(Path(p) for p in (args.trace, args.animate) if p)], inputs)
+    if args.save_every:
+        spare_inputs(frame_files_present(outputs[0]), inputs)
     if args.scales:
         args.size = args.scales[-1]
-    _run_transfer(args, contents if batch else contents[0], styles, outputs, content_layers=args.content_layers,
-                  style_layers=args.style_layers, init=args.init, style_blend=args.style_blend,
-                  each_style=args.each_style, masks=args.masks, batch_size=args.batch_size,
-                  style_scale=args.style_scale,
-                  original_colors=args.original_colors, scales=args.scales, **_loss_options(args))
-    return 0
+    results = _run_transfer(args, contents if batch else contents[0], styles, outputs,
+                            content_layers=args.content_layers, style_layers=args.style_layers, init=args.init,
+                            style_blend=args.style_blend, each_style=args.each_style, masks=args.masks,
+                            batch_size=args.batch_size, style_scale=args.style_scale,
+                            original_colors=args.original_colors, scales=args.scales, **_loss_options(args))
+    return args.stops.exit_code  # 0, or 130 / 143 when a signal stopped the run and its image was kept
 
 
 def _loss_options(args) -> dict:
@@ -442,7 +498,7 @@ def cmd_demo(args) -> int:
     except WeightsUnavailableError as exc:
         if args.weights != "pretrained":
             raise
-        print(f"stylelab: {exc}", file=sys.stderr)
+        print(f"stylelab: {_worded(args, str(exc))}", file=sys.stderr)
         print("stylelab: demo continues with --weights random (a random network: texture, not a painting)",
               file=sys.stderr)
         args.weights = "random"
@@ -450,7 +506,7 @@ def cmd_demo(args) -> int:
     sheet = output.with_name(f"{output.stem}-sheet{output.suffix}")
     save_image(side_by_side([content, style, result.image], height=result.image.shape[-2]), sheet)
     _info(args, f"wrote {sheet} (content | style | result)")
-    return 0
+    return args.stops.exit_code
 
 
 def _judges(args):
@@ -458,9 +514,33 @@ def _judges(args):
 
     judges = Judges(args.judge, args.judge_weights, args.lpips_weights, args.inception_weights,
                     resolve_device(args.device))
-    for name, reason in judges.unavailable.items():
-        print(f"stylelab: metric {name} unavailable: {reason}", file=sys.stderr)
+    _say_unavailable(args, judges)
     return judges
+
+
+def _say_unavailable(args, judges, said: tuple[str, ...] = ()) -> None:
+    for name, reason in judges.unavailable.items():
+        if name not in said:
+            print(f"stylelab: metric {name} unavailable: {_worded(args, reason)}", file=sys.stderr)
+
+
+def _study_files(out: Path, run_ids: list[str], names: tuple[str, ...]) -> list[Path]:
+    """Every file a sweep or compare writes into ``out``."""
+    return [*(out / n for n in names), *(out / "runs" / f"{i}{ext}" for i in run_ids for ext in (".png", ".json"))]
+
+
+def _run_study(args, out: Path, run_ids: list[str], judges, run) -> list:
+    """Run a study; on Ctrl-C say which runs are kept (a rerun continues from them)."""
+    said = tuple(judges.unavailable)
+    try:
+        records = run()
+    except Interrupted as exc:
+        kept = [i for i in run_ids if (out / "runs" / f"{i}.json").is_file()]
+        exc.note = (f"{len(kept)} of {len(run_ids)} run(s) finished and kept in {out / 'runs'}; "
+                    "run the same command again to continue")
+        raise
+    _say_unavailable(args, judges, said)  # metrics found missing while measuring (e.g. FID's network)
+    return records
 
 
 def _output_dir(path: str) -> Path:
@@ -497,6 +577,7 @@ def cmd_features(args) -> int:
 
     output = check_writable(args.output)
     output_format(output)
+    spare_inputs([output], [Path(args.image)])
     image = as_tensor(args.image)
     dev = resolve_device(args.device)
     net = create_backbone(args.backbone, args.weights, seed=args.seed)
@@ -520,21 +601,27 @@ def cmd_features(args) -> int:
 def cmd_sweep(args) -> int:
     from .study.sweep import sweep
 
+    from .study.sweep import SWEEP_FILES, sweep_specs
+
     out = _output_dir(args.output)
     load_image(args.content), load_image(args.style)  # fail on bad inputs before anything runs
     options = {"backbone": args.backbone, **_run_options(args)}
+    ids = [spec.id for spec in sweep_specs(Path(args.content), Path(args.style), args.style_layers,
+                                           args.content_layers, options)]
+    spare_inputs(_study_files(out, ids, SWEEP_FILES), [Path(args.content), Path(args.style)])
     _preflight(args.backbone, options, [(c, s) for c in args.content_layers for s in args.style_layers])
     judges = _judges(args)
     out.mkdir(exist_ok=True)
-    records = sweep(Path(args.content), Path(args.style), out, style_layers=args.style_layers,
-                    content_layers=args.content_layers, options=options, judges=judges, fresh=args.fresh,
-                    quiet=args.quiet, log=lambda m: _info(args, m))
-    _info(args, f"wrote {out / 'sheet.png'}, {out / 'results.json'}, {out / 'results.md'} ({len(records)} runs)")
+    records = _run_study(args, out, ids, judges, lambda: sweep(
+        Path(args.content), Path(args.style), out, style_layers=args.style_layers,
+        content_layers=args.content_layers, options=options, judges=judges, fresh=args.fresh, quiet=args.quiet,
+        log=lambda m: _info(args, m)))
+    _info(args, f"wrote {', '.join(str(out / n) for n in SWEEP_FILES)} and {len(records)} runs in {out / 'runs'}")
     return 0
 
 
 def cmd_compare(args) -> int:
-    from .study.compare import compare
+    from .study.compare import COMPARE_FILES, compare, compare_specs
 
     out = _output_dir(args.output)
     load_image(args.content)
@@ -546,13 +633,17 @@ def cmd_compare(args) -> int:
     for name in backbones:
         get_entry(name)  # unknown names list the registered ones
     options = _run_options(args)
+    styles = [Path(s) for s in args.styles]
+    ids = [spec.id for spec in compare_specs(Path(args.content), styles, backbones, options)]
+    spare_inputs(_study_files(out, ids, COMPARE_FILES), [Path(args.content), *styles])
     for name in backbones:
         _preflight(name, options)
     judges = _judges(args)
     out.mkdir(exist_ok=True)
-    records = compare(Path(args.content), [Path(s) for s in args.styles], backbones, out, options=options,
-                      judges=judges, fresh=args.fresh, quiet=args.quiet, log=lambda m: _info(args, m))
-    _info(args, f"wrote {out / 'sheet.png'}, {out / 'curves.png'}, {out / 'results.json'} ({len(records)} runs)")
+    records = _run_study(args, out, ids, judges, lambda: compare(
+        Path(args.content), styles, backbones, out, options=options, judges=judges, fresh=args.fresh,
+        quiet=args.quiet, log=lambda m: _info(args, m)))
+    _info(args, f"wrote {', '.join(str(out / n) for n in COMPARE_FILES)} and {len(records)} runs in {out / 'runs'}")
     return 0
 
 
@@ -563,6 +654,9 @@ def cmd_evaluate(args) -> int:
 
     if args.json:
         check_writable(args.json)
+        spare_inputs([Path(args.json)], [f for spec, what in ((args.content, "content"), (args.style, "style"),
+                                                              (args.output, "output"))
+                                         for f in image_files(spec, what)])
     judges = _judges(args)
     result = evaluate_paths(args.content, args.style, args.output, judges)
     print(metrics_table([(Path(r["output"]).name, r["metrics"]) for r in result["images"]]))
@@ -582,8 +676,12 @@ def cmd_serve(args) -> int:
     from .server import serve
 
     resolve_device(args.device)
-    serve(args.host, args.port, args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
-    return 0
+    try:
+        serve(args.host, args.port, args.device, log=lambda m: print(m, file=sys.stderr, flush=True),
+              allow_hosts=args.allow_host)
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM outside serve_forever (e.g. a second one while stopping)
+        pass
+    return 0  # stopping the server is its normal end
 
 
 def cmd_backbones(args) -> int:
@@ -606,14 +704,23 @@ def cmd_layers(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # `stylelab` alone: what it can do, not an error
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with StopRequests() as args.stops:
+            return args.run(args)
     except StylelabError as exc:
-        print(f"stylelab: error: {exc}", file=sys.stderr)
+        print(f"stylelab: error: {_worded(args, str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("stylelab: interrupted; no output written", file=sys.stderr)
+    except Interrupted as exc:
+        note = getattr(exc, "note", "")
+        print(f"stylelab: interrupted ({exc}){'; ' + note if note else ''}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # a Ctrl-C that arrived before the handlers were in place
+        print("stylelab: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `stylelab layers vgg19 | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

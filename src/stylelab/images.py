@@ -32,6 +32,8 @@ def _check_input_file(path: Path) -> None:
         raise StylelabError(f"image not found: {path}")
     if path.is_dir():
         raise StylelabError(f"expected an image file but got a directory: {path}")
+    if not path.is_file():  # a FIFO or a device would block or stream forever
+        raise StylelabError(f"not a regular file: {path}")
     if path.stat().st_size == 0:
         raise StylelabError(f"image file is empty (0 bytes): {path}")
 
@@ -184,6 +186,25 @@ def check_writable(path: str | os.PathLike) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise StylelabError(f"output path is not writable: {path}")
     return path
+
+
+def spare_inputs(outputs, inputs) -> None:
+    """Refuse, before any work, an output that is the same file as an input (also through a symbolic or a
+    hard link): a result must never replace the photo it was made from."""
+    inputs = [Path(p) for p in inputs]
+    for output in outputs:
+        output = Path(output)
+        if not output.exists():
+            continue  # a file that does not exist yet is no input
+        for given in inputs:
+            try:
+                same = os.path.samefile(output, given)
+            except OSError:
+                continue
+            if same:
+                also = "" if output == given else f" (as {output})"
+                raise StylelabError(f"the output would overwrite the input {given}{also}; choose another output "
+                                    "name: inputs are never overwritten")
 
 
 def write_atomically(path: str | os.PathLike, write) -> None:

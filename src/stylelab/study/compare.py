@@ -17,6 +17,8 @@ from .evaluate import SET_METRICS, Judges, format_value
 from .runs import RunSpec, caption, command_line, run_all, runs_table, write_results
 from .sheets import contact_sheet
 
+COMPARE_FILES = ("sheet.png", "curves.png", "results.json", "results.md")  # besides runs/ID.png and runs/ID.json
+
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "image"

@@ -59,7 +59,7 @@ def _load_previous(spec: RunSpec, runs_dir: Path, key: str) -> dict | None:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError):
         return None
-    return record if record.get("key") == key else None
+    return record if isinstance(record, dict) and record.get("key") == key else None  # else: run again
 
 
 def run_all(specs: Sequence[RunSpec], out_dir: Path, judges: Judges, *, fresh: bool = False, quiet: bool = False,
@@ -72,7 +72,7 @@ def run_all(specs: Sequence[RunSpec], out_dir: Path, judges: Judges, *, fresh: b
         key = spec.key()
         previous = None if fresh else _load_previous(spec, runs_dir, key)
         if previous is not None:
-            log(f"run {k}/{len(specs)} {spec.id}: finished earlier, kept (use --fresh to redo)")
+            log(f"run {k}/{len(specs)} {spec.id}: finished earlier, kept (use fresh= to redo)")
             records.append(previous)
             continue
         log(f"run {k}/{len(specs)} {spec.id}: {spec.options.get('backbone', 'vgg19')}")
@@ -169,5 +169,5 @@ def runs_table(records: Sequence[dict]) -> str:
 def caption(record: dict) -> str:
     """A short line under each picture: time, iterations/s, SSIM to the content."""
     ssim = record["metrics"].get("ssim_content")
-    return f"{record['seconds']:.1f} s, {record['iterations'] / max(record['seconds'], 1e-9):.0f} it/s" + \
+    return f"{record['seconds']:.1f} s, {record['iterations'] / max(record['seconds'], 1e-9):.3g} it/s" + \
         (f", SSIM {ssim:.2f}" if ssim is not None else "")

@@ -14,6 +14,8 @@ from .evaluate import Judges
 from .runs import RunSpec, caption, command_line, run_all, runs_table, write_results
 from .sheets import contact_sheet
 
+SWEEP_FILES = ("sheet.png", "results.json", "results.md")  # besides runs/ID.png and runs/ID.json
+
 
 def sweep_specs(content: Path, style: Path, style_layers: Sequence[str | None], content_layers: Sequence[str | None],
                 options: dict) -> list[RunSpec]:
