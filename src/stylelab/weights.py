@@ -81,7 +81,8 @@ def fetch_hub_checkpoint(url: str, what: str, parameter: str = "weights") -> Map
                                           f"{urllib.parse.urlsplit(url).hostname} cannot be reached; {hint}")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # torch.hub prints "Downloading: …" on stdout
-            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True)
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True,
+                                                      weights_only=True)  # a cached file runs no code either
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise WeightsUnavailableError(f"could not download pretrained {what} weights ({reason}); {hint}") from None
