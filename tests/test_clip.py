@@ -13,7 +13,9 @@ from stylelab.backbones import create_backbone
 from stylelab.backbones.clip import CLIP_MEAN, CLIP_STD
 from stylelab.cli import main
 from stylelab.errors import StylelabError, WeightsUnavailableError
-from stylelab.losses import style_layer_loss
+from stylelab import transfer
+from stylelab.backbones.base import Features
+from stylelab.losses import GramLoss, TokenGramLoss
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +115,9 @@ def test_vit_hooks_equal_the_towers_own_blocks_at_224(vit):
         for i, block in enumerate(vit.visual.transformer.resblocks):
             x = block(x)
             manual[f"block{i}"] = x
-    assert hooked["block0"].shape == (1, 197, 768)
+    assert hooked["block0"].shape == (1, 768, 14, 14) and hooked.prefix["block0"].shape == (1, 1, 768)
     for name in hooked:
-        torch.testing.assert_close(hooked[name], manual[name], rtol=1e-4, atol=1e-4, msg=name)
+        torch.testing.assert_close(hooked.tokens(name), manual[name], rtol=1e-4, atol=1e-4, msg=name)
 
 
 def test_vit_positional_interpolation_is_identity_at_224(vit):
@@ -127,31 +129,33 @@ def test_vit_positional_interpolation_is_identity_at_224(vit):
 
 def test_vit_other_sizes_and_bad_sizes(vit):
     feats = vit(torch.rand(1, 3, 80, 48), ["block2"])
-    assert feats["block2"].shape == (1, 1 + 5 * 3, 768)
+    assert feats["block2"].shape == (1, 768, 5, 3) and feats.prefix["block2"].shape == (1, 1, 768)
     assert vit.positional_embedding((5, 3)).shape == (16, 768)
     with pytest.raises(StylelabError, match="multiples of 16"):
         vit(torch.rand(1, 3, 72, 48), ["block0"])
 
 
-def test_channel_and_token_grams_by_hand(vit):
+def test_channel_and_token_grams_by_hand():
     tokens = torch.randn(2, 5, 768, dtype=torch.float64)  # (B, 1 + 4 patches, D)
     patches = tokens[:, 1:, :]
+    features = Features({"b": patches.transpose(1, 2).reshape(2, 768, 2, 2)}, prefix={"b": tokens[:, :1]})
     channel = torch.einsum("btc,btd->bcd", patches, patches) / 4  # Gram over channels / M patches
-    torch.testing.assert_close(vit.style_gram("block0", tokens), channel)
-    token_vit = create_backbone("clip-vit-b16", "random", gram="token")
-    token = torch.einsum("bsd,btd->bst", tokens, tokens)  # eq. 2.5: F·Fᵀ over tokens
-    torch.testing.assert_close(token_vit.style_gram("block0", tokens), token / 768)
-    none_vit = create_backbone("clip-vit-b16", "random", gram="token", gram_norm="none")
-    torch.testing.assert_close(none_vit.style_gram("block0", tokens), token)
-    target = torch.randn(1, 5, 768, dtype=torch.float64)
-    seed_loss = style_layer_loss(token_vit.style_gram("b", tokens), token_vit.style_gram("b", target), 5, 1)
-    none_loss = style_layer_loss(none_vit.style_gram("b", tokens), none_vit.style_gram("b", target), 5, 1)
+    torch.testing.assert_close(GramLoss().statistic(features, "b")[0], channel)
+    token = torch.einsum("bsd,btd->bst", tokens, tokens)  # eq. 2.5: F·Fᵀ over all tokens, class token first
+    seed, none = TokenGramLoss("seed"), TokenGramLoss("none")
+    torch.testing.assert_close(seed.statistic(features, "b")[0], token / 768)
+    torch.testing.assert_close(none.statistic(features, "b")[0], token)
+    target = Features({"b": torch.randn(1, 768, 2, 2, dtype=torch.float64)},
+                      prefix={"b": torch.randn(1, 1, 768, dtype=torch.float64)})
+    seed_loss = seed.distance(seed.statistic(features, "b"), seed.statistic(target, "b"))
+    none_loss = none.distance(none.statistic(features, "b"), none.statistic(target, "b"))
     torch.testing.assert_close(none_loss, seed_loss * 768**2)  # "removed the div": M² larger
 
 
 def test_bad_vit_options():
     with pytest.raises(StylelabError, match="unknown gram 'pixel'; choose channel, token"):
-        create_backbone("clip-vit-b16", "random", gram="pixel")
+        transfer(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), backbone="clip-vit-b16", weights="random",
+                 gram="pixel")
     with pytest.raises(StylelabError, match="has no option gram"):
         create_backbone("clip-rn50", "random", gram="token")
 

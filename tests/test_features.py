@@ -48,12 +48,14 @@ def test_vit_tokens_laid_on_their_grid():
     net.truncate(["block0"])
     image = torch.rand(1, 3, 32, 48)
     with torch.no_grad():
-        tokens = net(image, ["block0"])["block0"]  # (1, 1 + 2·3, 768)
-    maps = net.spatial_maps("block0", tokens, (32, 48))
-    assert maps.shape == (1, 768, 2, 3)
+        features = net(image, ["block0"])
+        tokens = net.visual.transformer.resblocks[0](net.embed(net.preprocess(image)))  # (1, 1 + 2·3, 768) by hand
+    maps = features["block0"]
+    assert maps.shape == (1, 768, 2, 3) and features.prefix["block0"].shape == (1, 1, 768)
     for i in range(2):
         for j in range(3):
             assert torch.equal(maps[0, :, i, j], tokens[0, 1 + i * 3 + j])
+    assert torch.equal(features.prefix["block0"], tokens[:, :1]) and torch.equal(features.tokens("block0"), tokens)
 
 
 @pytest.mark.parametrize("backbone", ["vgg19", "clip-rn50", "clip-rn50-sequential", "clip-vit-b16"])

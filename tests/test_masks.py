@@ -9,7 +9,7 @@ from stylelab.api import resolve_layers
 from stylelab.backbones import create_backbone
 from stylelab.cli import main
 from stylelab.images import pil_to_tensor, save_image
-from stylelab.losses import flatten_maps, masked_gram, normalized_gram
+from stylelab.losses import GramLoss, flatten_maps, masked_gram, normalized_gram
 from stylelab.optimize import LossSpec, StyleObjective
 
 RUN = dict(weights="random", size=64, device="cpu")
@@ -35,15 +35,16 @@ def test_masked_gram_by_hand():
 @pytest.mark.parametrize("backbone, layer", [("vgg19", "relu2_1"), ("clip-vit-b16", "block1")])
 def test_a_full_mask_is_the_plain_gram_and_a_half_mask_the_halfs(backbone, layer):
     net = create_backbone(backbone, "random")
-    image = torch.rand(1, 3, 64, 96)
-    features = net(image, [layer])[layer]
-    full = torch.ones(1, 1, 64, 96)
-    torch.testing.assert_close(net.masked_style_gram(layer, features, full), net.style_gram(layer, features))
-    left = torch.zeros(1, 1, 64, 96)
-    left[..., :48] = 1
-    maps = net.spatial_maps(layer, features, (64, 96))  # (1, C, h, w) on the image grid
-    half = flatten_maps(maps[..., : maps.shape[-1] // 2].contiguous())
-    torch.testing.assert_close(net.masked_style_gram(layer, features, left), normalized_gram(half),
+    features = net(torch.rand(1, 3, 64, 96), [layer])
+    maps = features[layer]  # (1, C, h, w) on the image grid, for the ViT too
+    h, w = maps.shape[-2:]
+    gram = GramLoss()
+    torch.testing.assert_close(gram.statistic(features, layer, torch.ones(1, h * w))[0],
+                               gram.statistic(features, layer)[0])
+    left = torch.zeros(1, h, w)
+    left[..., : w // 2] = 1
+    half = flatten_maps(maps[..., : w // 2].contiguous())
+    torch.testing.assert_close(gram.statistic(features, layer, left.flatten(1))[0], normalized_gram(half),
                                rtol=1e-4, atol=1e-6)
 
 
@@ -95,7 +96,7 @@ def test_masks_across_a_pyramid_and_bad_masks():
             transfer(content, [red, blue], iterations=1, **RUN, **options)
     with pytest.raises(StylelabError, match="several contents"):
         transfer([content, content], [red, blue], masks=[top, 1 - top], iterations=1, **RUN)
-    with pytest.raises(StylelabError, match="token Gram has no image positions"):
+    with pytest.raises(StylelabError, match="style_loss=token-gram has no image positions"):
         transfer(content, [red, blue], masks=[top, 1 - top], iterations=1, backbone="clip-vit-b16", gram="token",
                  **RUN)
 

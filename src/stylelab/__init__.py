@@ -4,10 +4,19 @@ __version__ = "0.1.0"
 
 from .api import TransferResult, stylize, transfer  # noqa: E402
 from .backbones import create_backbone, list_backbones  # noqa: E402
+from .config import (  # noqa: E402
+    BackboneConfig, ImageConfig, LossConfig, OptimizerConfig, RuntimeConfig, TransferConfig,
+)
 from .errors import NonFiniteLossError, StylelabError, WeightsUnavailableError  # noqa: E402
 from .optimize import ProgressEvent, StopOptimization  # noqa: E402
 
 __all__ = [
+    "BackboneConfig",
+    "ImageConfig",
+    "LossConfig",
+    "OptimizerConfig",
+    "RuntimeConfig",
+    "TransferConfig",
     "NonFiniteLossError",
     "ProgressEvent",
     "StopOptimization",

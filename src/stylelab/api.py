@@ -5,6 +5,7 @@ The CLI reads its defaults from ``transfer``'s signature, so both always agree.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from .backbones import Backbone, channel_rule_weight, create_backbone
+from .config import TransferConfig, option_names
 from .errors import StylelabError
 from .images import MAX_SIZE, load_image, pil_to_tensor, resize, size_for_long_edge, tensor_to_pil
 from .layerspec import parse_layer_spec
@@ -22,9 +24,10 @@ from .colour import (
     check_original_colors, luminance_image, match_color_histogram, match_luminance, style_stats_noise,
     with_content_chrominance,
 )
+from .losses import StyleLoss, TokenGramLoss, create_style_loss
 from .optimize import (
-    INIT_MODES, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization, StyleObjective, check_feature_transform,
-    initial_image, optimize,
+    AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization,
+    StyleObjective, check_balance, check_feature_transform, initial_image, optimize,
 )
 from .runtime import check_precision, device_name, numeric_mode, resolve_device
 
@@ -80,16 +83,19 @@ def validate_size(size: int) -> None:
         raise StylelabError(f"size must be a whole number of pixels from 1 to {MAX_SIZE}, got {size!r}")
 
 
-def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers: LayersInput
+def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers: LayersInput, balance: str = "none"
                    ) -> tuple[dict[str, float], dict[str, float]]:
-    """Layer specs -> {name: weight}; unnamed weights: 1 for content, (64/N)² for style."""
+    """Layer specs -> {name: weight}; unnamed weights: 1 for content; for style (64/N)², or 1 when the automatic
+    balance already puts every layer on one scale."""
     content = parse_layer_spec(content_layers, "content layers") if content_layers is not None \
         else dict(backbone.default_content_layers)
     style = parse_layer_spec(style_layers, "style layers") if style_layers is not None \
-        else dict(backbone.default_style_weights())
+        else dict.fromkeys(backbone.default_style_layers)
     content = {backbone.layer(n).name: 1.0 if w is None else w for n, w in content.items()}
-    style = {backbone.layer(n).name: channel_rule_weight(backbone.layer(n).channels) if w is None else w
-             for n, w in style.items()}
+    def default_weight(name: str) -> float:
+        return 1.0 if balance == "auto" else channel_rule_weight(backbone.layer(name).channels)
+
+    style = {backbone.layer(n).name: default_weight(n) if w is None else w for n, w in style.items()}
     return content, style
 
 
@@ -107,16 +113,17 @@ def _check_scales(scales: Sequence[int] | None) -> list[int] | None:
 
 
 def prepare_images(net: Backbone, content: torch.Tensor, styles: Sequence[torch.Tensor], long_edge: int,
-                   style_scale: float = 1.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                   style_scale: float = 1.0, needs_content_size: bool = False
+                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Content at ``long_edge`` (sides rounded to the backbone's multiple); styles at ``long_edge × style_scale``.
 
-    The style keeps its own aspect ratio (Grams are per-position means), unless the backbone's style statistic
-    depends on the token count (token Gram): then it takes the content's exact size.
+    The style keeps its own aspect ratio (Grams are per-position means), unless the style statistic depends on
+    the token count (``needs_content_size``, the token Gram): then it takes the content's exact size.
     """
     content = resize(content, _fit(content, long_edge, net.input_multiple))
-    if net.style_needs_content_size:
+    if needs_content_size:
         if style_scale != 1:
-            raise StylelabError(f"{net.name} with this Gram needs the style at the output's size: "
+            raise StylelabError("the token Gram needs the style at the output's size: "
                                 "style_scale=1 only (use the channel Gram to scale the style)")
         return content, [resize(s, tuple(content.shape[-2:])) for s in styles]
     style_edge = max(1, round(long_edge * style_scale))
@@ -169,7 +176,7 @@ def transfer(
     content: ImageInput | Sequence[ImageInput],
     style: ImageInput | Sequence[ImageInput],
     *,
-    backbone: str = "vgg19",
+    backbone: str | Backbone = "vgg19",
     weights: str = "pretrained",
     size: int = 512,
     iterations: int = 500,
@@ -187,6 +194,8 @@ def transfer(
     style_scale: float = 1.0,
     original_colors: str = "none",
     scales: Sequence[int] | None = None,
+    style_loss: str = "gram",
+    balance: str | None = None,
     pooling: str | None = None,
     gram: str | None = None,
     gram_norm: str | None = None,
@@ -198,6 +207,7 @@ def transfer(
     batch_size: int = 8,
     lbfgs_history: int = 100,
     report_every: int | None = None,
+    config: TransferConfig | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
     on_result: Callable[[int, TransferResult], None] | None = None,
     log: Callable[[str], None] | None = None,
@@ -206,10 +216,20 @@ def transfer(
 
     ``content`` may be a list: then the images are optimized ``batch_size`` at a time (images of one size
     share a batch, each its own problem) and a list of results comes back, one per content, or with
-    ``each_style`` one per (content, style) pair, content-major. A stop from the callback ends the whole
+    ``each_style`` one per (content, style) pair, content-major. ``backbone`` is a registered name or a backbone
+    built by ``create_backbone`` (then ``weights``, ``seed`` and ``pooling`` were the builder's business; it is
+    not truncated, so it can serve other layers in a later run). A stop from the callback ends the whole
     run; the list then holds the images run so far. ``on_result(index, result)`` is called as each image is
     finished (index: its place in the returned list), e.g. to save it before the next batch runs.
+
+    ``config`` (a ``TransferConfig``) carries every option at once, instead of the keywords.
     """
+    if config is not None:
+        given = {name: value for name, value in locals().items() if name in _OPTION_DEFAULTS
+                 and value is not _OPTION_DEFAULTS[name]}
+        if given:
+            raise StylelabError(f"config carries every option: pass {', '.join(sorted(given))} inside it")
+        return transfer(content, style, **config.options(), callback=callback, on_result=on_result, log=log)
     validate_size(size)
     scales = _check_scales(scales)
     for name, value in (("iterations", iterations), ("batch size", batch_size), ("L-BFGS history", lbfgs_history)):
@@ -223,6 +243,9 @@ def transfer(
     _positive_number("learning rate", lr, allow_zero=False)
     _positive_number("style scale", style_scale, allow_zero=False)
     check_feature_transform(feature_transform)  # before any weights are loaded
+    if balance is not None:
+        check_balance(balance)
+    loss = _style_loss(style_loss, gram, gram_norm, seed)
     check_original_colors(original_colors)
     if isinstance(init, str) and init not in INIT_MODES:
         init = as_tensor(init)  # a path: fail now, before any weights are loaded
@@ -246,18 +269,23 @@ def transfer(
         blend = [b / sum(blend) for b in blend]
 
     mask_ts = None if masks is None else _load_masks(masks, styles, batch or each_style or style_blend is not None)
-    net = create_backbone(backbone, weights, seed=seed, pooling=pooling, gram=gram, gram_norm=gram_norm)
+    if mask_ts is not None and not loss.supports_masks:
+        raise StylelabError(f"style_loss={loss.name} has no image positions to mask: masks need gram or mean-cov")
+    if isinstance(backbone, Backbone):  # built once by the caller (a server, a study) and reused across runs
+        net = backbone
+    else:
+        net = create_backbone(backbone, weights, seed=seed, pooling=pooling)
+    balance = balance or net.default_balance
     log(f"backbone {net.name}: weights {net.weights_source}")
     items = _items(contents, styles, each_style, original_colors)
     if original_colors == "luminance" and isinstance(init, torch.Tensor):
         init = luminance_image(init)  # a grey optimization starts from a grey image
-    if mask_ts is not None and net.style_needs_content_size:
-        raise StylelabError(f"{net.name} with the token Gram has no image positions: masks need the channel Gram")
-    c_layers, s_layers = resolve_layers(net, content_layers, style_layers)
+    c_layers, s_layers = resolve_layers(net, content_layers, style_layers, balance)
     deepest = net.deepest([*c_layers, *s_layers])
     sizes = scales or [size]
     for item in items:
-        c, ss = prepare_images(net, item.content, item.styles, sizes[0], style_scale)  # the smallest scale decides
+        c, ss = prepare_images(net, item.content, item.styles, sizes[0], style_scale,  # the smallest scale decides
+                               loss.needs_content_size)
         smallest = min(min(t.shape[-2:]) for t in [c, *ss])
         if smallest < deepest.stride:
             raise StylelabError(
@@ -265,15 +293,20 @@ def transfer(
                 f"{smallest} px; raise size= (or the first of scales=) or use shallower layers"
             )
     _announce_rounding(net, items, sizes[-1], log)
-    net.truncate([*c_layers, *s_layers])
+    if not isinstance(backbone, Backbone):  # a caller's backbone may serve deeper layers in its next run
+        net.truncate([*c_layers, *s_layers])
     net.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     spec = LossSpec(
         content_layers=c_layers,
         style_layers=s_layers,
-        content_weight=net.default_content_weight if content_weight is None else float(content_weight),
-        style_weight=net.default_style_weight if style_weight is None else float(style_weight),
+        content_weight=float(content_weight) if content_weight is not None else
+        AUTO_CONTENT_WEIGHT if balance == "auto" else net.default_content_weight,
+        style_weight=float(style_weight) if style_weight is not None else
+        AUTO_STYLE_WEIGHT if balance == "auto" else net.default_style_weight,
         tv_weight=net.default_tv_weight if tv_weight is None else float(tv_weight),
         feature_transform=feature_transform,
+        style_loss=loss.name,
+        balance=balance,
     )
     # Images whose sides are equal at every scale can share a batch.
     groups: dict[tuple, list[_Item]] = {}
@@ -284,7 +317,7 @@ def transfer(
     if len(chunks) > 1 or len(items) > 1:
         log(f"{len(items)} images in {len(chunks)} batch(es) of up to {batch_size}")
 
-    plan = _Plan(sizes, blend, spec, style_scale, init, seed, dev, precision, optimizer, lr, iterations,
+    plan = _Plan(sizes, blend, spec, loss, style_scale, init, seed, dev, precision, optimizer, lr, iterations,
                  report_every, lbfgs_history, mask_ts)
     progress = _Progress(iterations * len(sizes) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
@@ -312,6 +345,10 @@ def transfer(
                 break
     ordered = [result for _, result in sorted(results, key=lambda pair: pair[0])]
     return ordered if batch else ordered[0]
+
+
+_OPTION_DEFAULTS = {name: p.default for name, p in inspect.signature(transfer).parameters.items()
+                   if name in option_names()}
 
 
 class _Progress:
@@ -349,6 +386,7 @@ class _Plan:
     sizes: list[int]
     blend: list[float]
     spec: LossSpec
+    style_loss: StyleLoss
     style_scale: float
     init: str | torch.Tensor
     seed: int
@@ -360,6 +398,22 @@ class _Plan:
     report_every: int | None
     lbfgs_history: int
     masks: list[torch.Tensor] | None  # (1, 1, H, W) per style, any size; resized to each scale's content
+
+
+GRAMS = ("channel", "token")  # the older way to ask for the seed's token Gram: gram="token"
+
+
+def _style_loss(name: str, gram: str | None, gram_norm: str | None, seed: int) -> StyleLoss:
+    """The style loss; ``gram="token"`` (and ``gram_norm``) are the seed's token Gram by its earlier options."""
+    if gram is not None and gram not in GRAMS:
+        raise StylelabError(f"unknown gram {gram!r}; choose {', '.join(GRAMS)}")
+    if gram == "token":
+        if name not in ("gram", "token-gram"):
+            raise StylelabError(f"gram=token is the token-gram style loss: not with style_loss={name}")
+        name = "token-gram"
+    if gram_norm is not None and gram_norm not in TokenGramLoss.NORMS:
+        raise StylelabError(f"unknown gram norm {gram_norm!r}; choose {', '.join(TokenGramLoss.NORMS)}")
+    return create_style_loss(name, norm=gram_norm, seed=seed)
 
 
 def _load_masks(masks: Sequence[ImageInput], styles: list[torch.Tensor], several: bool) -> list[torch.Tensor]:
@@ -383,13 +437,14 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
     progress.chunk_iterations, image = 0, None
     shared = len({id(item.styles) for item in chunk}) == 1  # one style list for all: its targets once
     for long_edge in plan.sizes:
-        prepared = [prepare_images(net, item.content, item.styles, long_edge, plan.style_scale) for item in chunk]
+        prepared = [prepare_images(net, item.content, item.styles, long_edge, plan.style_scale,
+                                   plan.style_loss.needs_content_size) for item in chunk]
         content = torch.cat([c for c, _ in prepared]).to(plan.device)  # (B, 3, H, W)
         style_sets = [[s.to(plan.device) for s in ss] for _, ss in prepared]
         hw = tuple(content.shape[-2:])
         masks = None if plan.masks is None else [resize(m, hw) for m in plan.masks]
         objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, plan.blend, plan.spec,
-                                   precision=plan.precision, masks=masks)
+                                   style_loss=plan.style_loss, precision=plan.precision, masks=masks)
         if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
             x0 = resize(image, hw)
         elif isinstance(plan.init, torch.Tensor):
@@ -418,7 +473,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     masks (one image per style: where on the content that style goes; Gatys et al. 2017's guided Grams),
     style_scale (style size relative to the output), original_colors="none"|"luminance"|"histogram",
     scales=[128, 256, 512] (a pyramid: each scale runs ``iterations`` and starts from the previous result),
-    pooling="max"|"avg" (VGG), gram="channel"|"token" and gram_norm="seed"|"none" (ViT),
+    style_loss="gram"|"token-gram"|"mean-cov"|"sliced-wasserstein" (the style statistic), balance="none"|"auto"
+    (default: the backbone's; auto divides each layer's term by its target's magnitude), pooling="max"|"avg"
+    (VGG), gram="token" (= style_loss="token-gram") and gram_norm="seed"|"none" (the token Gram's scaling),
     init="content"|"random"|"style-stats"|image, seed, device,
     precision="fp32"|"tf32"|"bf16" (tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
     channels_last (NHWC convolutions), lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),

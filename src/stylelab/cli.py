@@ -28,8 +28,9 @@ from .images import (
 from .layerspec import parse_layer_spec
 from .runtime import PRECISIONS, check_precision, resolve_device, strict_fp32
 from .study.environment import environment
-from .backbones.clip import GRAM_NORMS, GRAMS
-from .optimize import FEATURE_TRANSFORMS, INIT_MODES, OPTIMIZERS, default_report_every
+from .api import GRAMS
+from .losses import STYLE_LOSSES, TokenGramLoss
+from .optimize import BALANCES, FEATURE_TRANSFORMS, INIT_MODES, OPTIMIZERS, default_report_every
 from .signals import Interrupted, StopRequests
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(transfer).parameters.items()
@@ -155,7 +156,7 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
 def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
     """Everything that shapes the objective (and the optimizer); shared by transfer, sweep and compare."""
     d = DEFAULTS
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"], help="L-BFGS as in the seed, or Adam")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="L-BFGS as in the seed, or Adam")
     p.add_argument("--lr", type=_pos_float, default=d["lr"], help="step size (default: 1 for lbfgs, 0.02 for adam)")
     p.add_argument("--content-weight", type=_nonneg_float, default=d["content_weight"], metavar="ALPHA",
                    help="α of eq. 2.4 (default: the backbone's)")
@@ -172,9 +173,17 @@ def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
                        help="style layers with optional weights, e.g. relu1_1:0.2,relu2_1 (default weight (64/N)²)")
     p.add_argument("--pooling", choices=("max", "avg"), default=d["pooling"],
                    help="VGG pooling (default max; Gatys et al. used avg)")
+    p.add_argument("--style-loss", choices=list(STYLE_LOSSES), default=d["style_loss"],
+                   help="the style statistic: gram (eqs. 2.2-2.3), token-gram (the seed's eq. 2.5, ViTs), mean-cov "
+                        "(Gaussian Wasserstein-2), sliced-wasserstein (Heitz et al. 2021)")
+    p.add_argument("--balance", choices=BALANCES, default=d["balance"],
+                   help="auto: each layer's term divided by its target's magnitude, so one --style-weight means "
+                        "the same on every network (default: none for vgg19 and the CLIP towers, whose weights "
+                        "were set by hand; auto for the zoo)")
     p.add_argument("--gram", choices=GRAMS, default=d["gram"],
-                   help="ViT style statistic: channel Gram (default) or the seed's token Gram (eq. 2.5)")
-    p.add_argument("--gram-norm", choices=GRAM_NORMS, default=d["gram_norm"],
+                   help="ViT style statistic: channel Gram (default) or the seed's token Gram (eq. 2.5; the same "
+                        "as --style-loss token-gram)")
+    p.add_argument("--gram-norm", choices=TokenGramLoss.NORMS, default=d["gram_norm"],
                    help="token Gram: divide by the embedding size as the seed's code (default) or none")
 
 
@@ -298,10 +307,13 @@ def build_parser() -> Parser:
                          "other host names are refused (DNS rebinding)")
     sv.set_defaults(run=cmd_serve)
 
-    b = sub.add_parser("backbones", help="list registered backbones")
+    b = sub.add_parser("backbones", help="how to name a backbone: named entries and the timm / open_clip families",
+                       formatter_class=HelpFormatter)
+    b.add_argument("--search", metavar="TEXT",
+                   help="list every name containing TEXT (named entries, timm models, open_clip ARCH:TAG pairs)")
     b.set_defaults(run=cmd_backbones)
 
-    ls = sub.add_parser("layers", help="list a backbone's layers with channels and stride")
+    ls = sub.add_parser("layers", help="list a backbone's layers with channels and stride (any name; no download)")
     ls.add_argument("backbone", metavar="BACKBONE")
     ls.set_defaults(run=cmd_layers)
     for command in sub.choices.values():  # library messages name parameters; each command words them as its flags
@@ -484,7 +496,7 @@ def _loss_options(args) -> dict:
 
 
 LOSS_OPTIONS = ("optimizer", "lr", "content_weight", "style_weight", "tv_weight", "feature_transform", "pooling",
-                "gram", "gram_norm")
+                "style_loss", "balance", "gram", "gram_norm")
 
 
 def cmd_demo(args) -> int:
@@ -558,8 +570,7 @@ def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> 
     from .api import resolve_layers
 
     check_precision(options.get("precision", "fp32"), resolve_device(options.get("device", "auto")))
-    net = create_backbone(backbone, options["weights"], seed=options.get("seed", 0), pooling=options.get("pooling"),
-                          gram=options.get("gram"), gram_norm=options.get("gram_norm"))
+    net = create_backbone(backbone, options["weights"], seed=options.get("seed", 0), pooling=options.get("pooling"))
     for content_layers, style_layers in configurations:
         resolve_layers(net, content_layers, style_layers)
 
@@ -685,17 +696,35 @@ def cmd_serve(args) -> int:
 
 
 def cmd_backbones(args) -> int:
+    from .backbones import list_families, search_backbones
+
+    if args.search is not None:
+        found = search_backbones(args.search)
+        for name in found:
+            print(name)
+        if not found:
+            print(f"stylelab: no backbone name contains {args.search!r}", file=sys.stderr)
+        return 0 if found else 1
+    print("Named backbones (--backbone NAME):")
     for entry in list_backbones():
         options = f"  [options: {', '.join(entry.options)}]" if entry.options else ""
-        print(f"{entry.name:24s} {entry.description}{options}")
+        print(f"  {entry.name:22s} {entry.description}{options}")
+    print("\nFamilies: any model of a library, named PREFIX:MODEL (layers, defaults and input from the library):")
+    for family in list_families():
+        print(f"  {family.pattern:22s} {family.description}")
+        for example in family.examples:
+            print(f"  {'':22s}   e.g. {example}")
+    print("\nWeights: pretrained (the library's download, cached), random (seeded) or a checkpoint path.")
+    print("List names: stylelab backbones --search TEXT; a model's layers: stylelab layers NAME")
     return 0
 
 
 def cmd_layers(args) -> int:
     net = create_backbone(args.backbone, "random")  # structure only: no download needed
-    print(f"{'layer':16s} {'channels':>8s} {'stride':>6s}  module")
+    width = max(16, *(len(info.name) for info in net.layers))
+    print(f"{'layer':{width}s} {'channels':>8s} {'stride':>6s}  module")
     for info in net.layers:
-        print(f"{info.name:16s} {info.channels:8d} {info.stride:6d}  {info.module}")
+        print(f"{info.name:{width}s} {info.channels:8d} {info.stride:6d}  {info.module}")
     defaults = ", ".join(f"{n}:{w:g}" for n, w in net.default_style_weights().items())
     print(f"# default style layers: {defaults}")
     print(f"# default content layers: {', '.join(net.default_content_layers)}")

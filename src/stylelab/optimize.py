@@ -11,29 +11,43 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .backbones.base import Backbone
+from .backbones.base import Backbone, Features
 from .errors import NonFiniteLossError, StylelabError
 from .lbfgs import BatchedLBFGS
-from .losses import content_loss, softmax_transform, style_layer_loss, style_loss, total_loss, total_variation
+from .losses import (
+    ContentLoss, Statistic, StyleLoss, TotalVariation, concat_statistics, create_style_loss, softmax_transform,
+    style_loss, total_loss,
+)
 from .runtime import autocast_dtype, strict_fp32
 
-OPTIMIZERS = ("lbfgs", "adam")
-DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 LBFGS_HISTORY = 100  # torch's default, as in Gatys et al.'s reference code
+
+
+BALANCES = ("none", "auto")
+# α and β with the automatic balance, where every layer's term is relative to its target's magnitude.
+AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT = 1.0, 10.0
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """Which layers, with which per-layer weights, and the α/β of eq. 2.4."""
+    """Which layers, with which per-layer weights, the α/β of eq. 2.4, the style statistic and the balance."""
 
     content_layers: Mapping[str, float]
     style_layers: Mapping[str, float]
     content_weight: float  # α
     style_weight: float  # β
     tv_weight: float = 0.0
-    feature_transform: str = "none"  # "none" or "softmax" (SWAG), applied before Grams and content
+    feature_transform: str = "none"  # "none" or "softmax" (SWAG), applied before the statistics and content
+    style_loss: str = "gram"  # a name of losses.STYLE_LOSSES
+    balance: str = "none"  # "auto": each layer's term divided by its target's magnitude
+
+
+def check_balance(name: str) -> None:
+    if name not in BALANCES:
+        raise StylelabError(f"unknown balance {name!r}; choose {', '.join(BALANCES)}")
 
 
 FEATURE_TRANSFORMS = ("none", "softmax")
@@ -72,19 +86,24 @@ class StyleObjective:
     """Targets computed once; calling it on images returns (total, per-image parts to report).
 
     ``content`` is (B, 3, H, W): B images optimized together, each against its own content. ``styles`` is
-    one list of style images shared by the batch, or one list per image; each list's Gram statistics are
-    blended by ``blend``. ``precision="bf16"`` runs the backbone under bf16 autocast; Grams and losses
-    stay fp32.
+    one list of style images shared by the batch, or one list per image; each list's statistics are blended by
+    ``blend`` (by the style loss's own rule, never as pixels). ``style_loss`` owns the statistic (Gram by
+    default). ``precision="bf16"`` runs the backbone under bf16 autocast; statistics and losses stay fp32.
 
     ``masks`` (spatial control, Gatys et al. 2017; one image, shared styles): one (1, 1, H, W) weight map in
-    [0, 1] per style, at the content's size. Style r is then matched only where its mask is, by the guided Gram
-    of that region, and each region's E_l is weighted by the mask's area (one full mask = the unmasked loss).
+    [0, 1] per style, at the content's size. Style r is then matched only where its mask is, by the statistic of
+    that region, and each region's term is weighted by the mask's area (one full mask = the unmasked loss).
+
+    ``spec.balance == "auto"``: every content and style layer's term is divided by its target's magnitude (the
+    term's value for zero features), so rescaling one layer's features by any k leaves the loss unchanged and
+    one α/β means the same on every network.
     """
 
     def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor] | Sequence[Sequence[Tensor]],
-                 blend: Sequence[float], spec: LossSpec, *, precision: str = "fp32",
-                 masks: Sequence[Tensor] | None = None):
+                 blend: Sequence[float], spec: LossSpec, *, style_loss: StyleLoss | None = None,
+                 precision: str = "fp32", masks: Sequence[Tensor] | None = None):
         check_feature_transform(spec.feature_transform)
+        check_balance(spec.balance)
         per_image = not isinstance(styles[0], Tensor)
         sets = list(styles) if per_image else [styles]
         if per_image and len(sets) != content.shape[0]:
@@ -95,6 +114,11 @@ class StyleObjective:
             raise StylelabError(f"masks need one image and one mask per style: {content.shape[0]} image(s), "
                                 f"{len(styles)} style(s), {len(masks)} mask(s)")
         self.backbone, self.spec = backbone, spec
+        self.style_loss = style_loss or create_style_loss(spec.style_loss)
+        if masks is not None and not self.style_loss.supports_masks:
+            raise StylelabError(f"style_loss={self.style_loss.name} has no image positions to mask; masks need "
+                                "gram or mean-cov")
+        self.content_part, self.tv_part = ContentLoss(), TotalVariation()
         self.masks = None if masks is None else [m.to(content.device, torch.float32) for m in masks]
         self.autocast = autocast_dtype(precision)
         self.layers = list(dict.fromkeys([*spec.content_layers, *spec.style_layers]))
@@ -103,68 +127,101 @@ class StyleObjective:
             self.content_targets = {n: feats[n].detach() for n in spec.content_layers}
             if masks is None:
                 self.region_targets = None
-                # Several styles blend at the level of their Gram statistics, never as pixels.
-                targets = [self.blended_grams(style_set, blend) for style_set in sets]  # each {layer: (1, N, N)}
-            else:  # each style keeps its own Grams for its own region; style_targets still holds their blend
-                self.region_targets = [self.style_grams(s) for s in styles]
-                targets = [{n: sum(w * g[n] for w, g in zip(blend, self.region_targets)) for n in spec.style_layers}]
-            self.style_targets = {n: torch.cat([t[n] for t in targets]) for n in spec.style_layers}
+                targets = [self.blended_statistics(style_set, blend) for style_set in sets]
+            else:  # each style keeps its own statistic for its own region; the blend is the balance's reference
+                self.region_targets = [self.statistics([s]) for s in styles]
+                targets = [self.blended_statistics(styles, blend)]
+            self.style_targets = {n: concat_statistics([t[n] for t in targets]) for n in spec.style_layers}
+            self.content_scale = {n: self._scale(self.content_part.magnitude(t))
+                                  for n, t in self.content_targets.items()}
+            self.style_scale = {n: self._scale(self.style_loss.magnitude(t)) for n, t in self.style_targets.items()}
 
-    def blended_grams(self, styles: Sequence[Tensor], blend: Sequence[float]) -> dict[str, Tensor]:
-        out: dict[str, Tensor] = {}
-        for style, weight in zip(styles, blend):
-            for n, g in self.style_grams(style).items():
-                out[n] = out[n] + weight * g if n in out else weight * g
-        return out
+    def _scale(self, magnitude: Tensor) -> Tensor | float:
+        if self.spec.balance == "none":
+            return 1.0
+        return 1.0 / magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny)
 
-    def style_grams(self, style: Tensor) -> dict[str, Tensor]:
-        feats = self.features(style, list(self.spec.style_layers))
-        return {n: self.backbone.style_gram(n, feats[n]) for n in self.spec.style_layers}
+    def statistics(self, styles: Sequence[Tensor]) -> dict[str, Statistic]:
+        """Each style layer's prepared target statistic of one style image."""
+        return self.blended_statistics(styles, [1.0])
 
-    def features(self, image: Tensor, names: list[str]) -> dict[str, Tensor]:
+    def blended_statistics(self, styles: Sequence[Tensor], blend: Sequence[float]) -> dict[str, Statistic]:
+        """Several styles' statistics combined by the style loss's blending rule, prepared as targets."""
+        per_style = [self.features(style, list(self.spec.style_layers)) for style in styles]
+        return {n: self.style_loss.prepare(self.style_loss.blend(
+            [self.style_loss.statistic(f, n) for f in per_style], blend)) for n in self.spec.style_layers}
+
+    def features(self, image: Tensor, names: list[str]) -> Features:
         if self.autocast is None:
             feats = self.backbone(image, names)
         else:
             # Departure for speed (opt-in): the network in bf16, everything after it in fp32.
             with torch.autocast(image.device.type, dtype=self.autocast):
                 feats = self.backbone(image, names)
-            feats = {n: f.float() for n, f in feats.items()}
+            feats = Features({n: f.float() for n, f in feats.items()},
+                             {n: t.float() for n, t in feats.prefix.items()})
         if self.spec.feature_transform == "softmax":
-            feats = {n: softmax_transform(f) for n, f in feats.items()}
+            feats = Features({n: softmax_transform(f) for n, f in feats.items()}, feats.prefix)
         return feats
 
     def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) -> (sum of the B weighted totals, (B, P) detached parts: total, content, style,
-        tv, then each content layer and each style layer)."""
+        tv, then each content layer and each style layer; ``term_names`` names the columns)."""
         feats = self.features(image, self.layers)
-        content_parts = []
-        for n in self.spec.content_layers:
-            f = feats[n]
-            # Departure from eq. 2.1: divided by N·M (the mean, as in the reference code's MSE) so that
-            # α/β keep their meaning at every image size; eq. 2.3 is already size-normalized.
-            content_parts.append(content_loss(f, self.content_targets[n]) / f[0].numel())
-        style_parts = [self.style_layer_part(n, feats[n]) for n in self.spec.style_layers]
+        content_parts = [self.content_part.distance(feats[n], self.content_targets[n]) * self.content_scale[n]
+                         for n in self.spec.content_layers]
+        style_parts = [self.style_layer_part(n, feats) * self.style_scale[n] for n in self.spec.style_layers]
         c_w = self.spec.content_layers
         zero = image.new_zeros(image.shape[0])
         content = sum(c_w[n] * part for n, part in zip(c_w, content_parts)) if c_w else zero
         style = style_loss(dict(zip(self.spec.style_layers, style_parts)), self.spec.style_layers)
-        tv = total_variation(image)
+        tv = self.tv_part(image)
         total = total_loss(content, style, self.spec.content_weight, self.spec.style_weight)
         total = total + self.spec.tv_weight * tv  # (B,)
         parts = torch.stack([total, content + zero, style + zero, tv, *content_parts, *style_parts], dim=1)
         return total.sum(), parts.detach()
 
+    @property
+    def term_names(self) -> list[str]:
+        """The names of the parts' columns."""
+        return ["total", "content", "style", "tv", *(f"content:{n}" for n in self.spec.content_layers),
+                *(f"style:{n}" for n in self.spec.style_layers)]
 
-    def style_layer_part(self, name: str, features: Tensor) -> Tensor:
-        """E_l of eq. 2.3 per image, (B,); with masks the area-weighted sum over the styles' regions."""
+    def style_layer_part(self, name: str, features: Features) -> Tensor:
+        """A style layer's term per image, (B,); with masks the area-weighted sum over the styles' regions."""
         if self.masks is None:
-            g = self.backbone.style_gram(name, features)  # (B, N, N), already divided by M
-            return style_layer_loss(g, self.style_targets[name], g.shape[1], 1)
+            return self.style_loss.distance(self.style_loss.statistic(features, name), self.style_targets[name])
         parts = []
+        grid = features[name].shape[-2:]
         for mask, targets in zip(self.masks, self.region_targets):
-            g = self.backbone.masked_style_gram(name, features, mask)
-            parts.append(mask.mean() * style_layer_loss(g, targets[name], g.shape[1], 1))
+            weights = F.adaptive_avg_pool2d(mask, grid).flatten(1)  # the mask averaged onto the layer's positions
+            stat = self.style_loss.statistic(features, name, weights)
+            parts.append(mask.mean() * self.style_loss.distance(stat, targets[name]))
         return torch.stack(parts).sum(0)
+
+
+def lbfgs_step(x: Tensor, lr: float, history: int) -> Callable[[Tensor], None]:
+    """Our batched L-BFGS: exactly one evaluation per iteration, no line search, no early stop."""
+    return BatchedLBFGS(x, lr=lr, history=history).step
+
+
+def adam_step(x: Tensor, lr: float, history: int) -> Callable[[Tensor], None]:
+    """Adam on the pixels, projected back into [0, 1] after each step (its steps can leave the range)."""
+    adam = torch.optim.Adam([x], lr=lr)
+
+    def step(grad: Tensor) -> None:
+        adam.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+
+    return step
+
+
+# name: (make_step(x, lr, history) -> step(grad), default learning rate)
+OPTIMIZERS: dict[str, tuple[Callable[[Tensor, float, int], Callable[[Tensor], None]], float]] = {
+    "lbfgs": (lbfgs_step, 1.0),
+    "adam": (adam_step, 0.02),
+}
 
 
 INIT_MODES = ("content", "random", "style-stats")  # or an image (path, PIL image, tensor)
@@ -201,21 +258,12 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
     """
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
-    lr = DEFAULT_LR[optimizer] if lr is None else lr
     x = image.detach().to(torch.float32).clone(memory_format=torch.contiguous_format).requires_grad_(True)  # fp32
     report_every = default_report_every(x.device) if report_every is None else max(1, int(report_every))
     names = [*objective.spec.content_layers, *objective.spec.style_layers]
     n_content = len(objective.spec.content_layers)
-    if optimizer == "lbfgs":
-        # Exactly ``iterations`` evaluations, no early stop, no line search (one evaluation per iteration).
-        step = BatchedLBFGS(x, lr=lr, history=history).step
-    else:
-        adam = torch.optim.Adam([x], lr=lr)
-
-        def step(grad: Tensor) -> None:
-            adam.step()
-            with torch.no_grad():
-                x.clamp_(0, 1)  # projected gradient: Adam steps can leave the valid pixel range
+    make_step, default_lr = OPTIMIZERS[optimizer]
+    step = make_step(x, default_lr if lr is None else lr, history)
 
     trace = None  # (iterations, B, P) losses, filled on the device
     reported, start = 0, time.perf_counter()

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -45,7 +45,7 @@ from flask import Flask, Response, jsonify, request, send_file
 from PIL import Image
 
 from .api import transfer
-from .backbones import list_backbones
+from .backbones import Backbone, create_backbone, list_backbones
 from .colour import ORIGINAL_COLORS
 from .errors import StylelabError
 from .images import load_image, tensor_to_pil
@@ -59,6 +59,7 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # bind every interface
 WEIGHT_CHOICES = ("pretrained", "random")
 CSRF_HEADER = "X-CSRF-Token"
+KEPT_BACKBONES = 2  # built networks the worker keeps between jobs (weights are loaded once, not per job)
 
 # The page's controls, by form field: every message the page shows speaks of these, not of CLI flags.
 CONTROLS = {"content": "Content image", "style": "Style image", "backbone": "Backbone", "weights": "Weights",
@@ -190,6 +191,7 @@ class JobRunner:
         self.waiting: queue.Queue[Job | None] = queue.Queue()  # None: the worker's signal to end
         self.lock = threading.Lock()
         self.decoding = threading.BoundedSemaphore(1)  # one upload decoded at a time bounds the memory
+        self.backbones: OrderedDict[tuple[str, str], Backbone] = OrderedDict()  # the worker's, most recent last
         self._numbers = itertools.count(1)
         self.workdir = Path(tempfile.mkdtemp(prefix="stylelab-serve-"))
         atexit.register(self._remove_workdir)  # also when the process ends without close()
@@ -333,8 +335,9 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         try:
+            options = {**job.options, "backbone": self._backbone(job.options["backbone"], job.options["weights"])}
             result = transfer(job.content, job.style, device=self.device,
-                              callback=lambda e: self._progress(job, e), **job.options)
+                              callback=lambda e: self._progress(job, e), **options)
             path = job.folder / "result.png"
             tensor_to_pil(result.image).save(path, format="PNG")
             job.result = path
@@ -348,6 +351,18 @@ class JobRunner:
         self._drop_uploads(job)
         with self.lock:
             job.state, job.finished_at = state, time.monotonic()
+
+    def _backbone(self, name: str, weights: str) -> Backbone:
+        """The built network for (name, weights), loaded once and kept for the next jobs (the worker's own;
+        the few most recent kept, so memory stays bounded)."""
+        key = (name, weights)
+        if key in self.backbones:
+            self.backbones.move_to_end(key)
+        else:
+            self.backbones[key] = create_backbone(name, weights)
+            while len(self.backbones) > KEPT_BACKBONES:
+                self.backbones.popitem(last=False)
+        return self.backbones[key]
 
     def _progress(self, job: Job, event: ProgressEvent) -> None:
         job.iteration, job.iterations, job.loss = event.iteration, event.iterations, event.loss

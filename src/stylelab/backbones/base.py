@@ -6,11 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import StylelabError
-from ..losses import flatten_maps, masked_gram, normalized_gram
 
 
 @dataclass(frozen=True)
@@ -21,6 +19,35 @@ class LayerInfo:
     channels: int
     stride: int
     module: str
+
+
+class Features(dict):
+    """What every backbone returns: ``{layer: (B, C, h, w)}`` maps on the image's grid (a ViT's patch tokens are
+    laid back on their patch grid), plus ``prefix``: for token models, each layer's prefix tokens (class token,
+    registers) split off the grid, ``{layer: (B, P, C)}``, so that statistics over all tokens stay possible."""
+
+    def __init__(self, maps=(), prefix: Mapping[str, Tensor] | None = None):
+        super().__init__(maps)
+        self.prefix: dict[str, Tensor] = dict(prefix or {})
+
+    def tokens(self, name: str) -> Tensor:
+        """All tokens of ``name`` in the model's order, (B, P + h·w, C): the prefix first, then the grid row-major."""
+        grid = self[name].flatten(2).transpose(1, 2)
+        return torch.cat([self.prefix[name], grid], 1) if name in self.prefix else grid
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a network wants its input, as data per weight entry (open_clip's pretrained tables, timm's
+    pretrained_cfg): [0, 1] RGB images are reordered, scaled to ``value_range``, then (x − mean) / std.
+    Backbones keep mean and std as buffers made from it (a tensor made per call would be a host-to-device copy
+    at every iteration on a GPU)."""
+
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    channel_order: str = "RGB"  # or "BGR" (Caffe)
+    value_range: float = 1.0  # 255 for Caffe networks
+    input_multiple: int = 1  # image sides are rounded to a multiple of this (a ViT's patch size)
 
 
 def channel_rule_weight(channels: int) -> float:
@@ -61,7 +88,9 @@ class Backbone(nn.Module):
     default_style_weight: float = 1.0
     default_tv_weight: float = 0.0
     input_multiple: int = 1  # image sides are rounded to a multiple of this (16 for ViT patches)
-    style_needs_content_size: bool = False  # True when the style statistic depends on the token count
+    # "none": α, β and the layer weights were set by hand for this network; "auto": each layer's term is
+    # normalized by its target's size, so one β means the same on every network (models of the zoo).
+    default_balance: str = "auto"
 
     def __init__(self, layers: Sequence[LayerInfo], weights_source: str):
         super().__init__()
@@ -98,36 +127,11 @@ class Backbone(nn.Module):
         """Run the preprocessed input only as deep as ``names`` need; return those outputs."""
         raise NotImplementedError
 
-    def forward(self, image: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    def forward(self, image: Tensor, names: Sequence[str]) -> Features:
         for name in names:
             self.layer(name)  # validates
-        return self.forward_features(self.preprocess(image), list(names))
-
-    def style_features(self, name: str, features: Tensor) -> Tensor:
-        """Layer output -> the (B, N, M) matrix F^l whose Gram is the style representation."""
-        return flatten_maps(features)
-
-    def spatial_maps(self, name: str, features: Tensor, image_size: tuple[int, int]) -> Tensor:
-        """Layer output -> (B, C, h, w) maps laid out on the image grid (for pictures of features)."""
-        return features
-
-    def style_gram(self, name: str, features: Tensor) -> Tensor:
-        """The style representation compared by eq. 2.3: the Gram of ``style_features`` divided by M."""
-        return normalized_gram(self.style_features(name, features))
-
-    def style_position_grid(self, name: str, features: Tensor, image_size: tuple[int, int]) -> tuple[int, int] | None:
-        """The (h, w) grid on which the M positions of ``style_features`` lie (row-major), or None when its M
-        axis is not image positions (then masks cannot select regions)."""
-        return tuple(features.shape[-2:])
-
-    def masked_style_gram(self, name: str, features: Tensor, mask: Tensor) -> Tensor:
-        """The style representation of the region ``mask`` selects: (1, 1, H, W) weights in [0, 1] at the image's
-        size, averaged onto the layer's positions, then ``masked_gram``."""
-        grid = self.style_position_grid(name, features, tuple(mask.shape[-2:]))
-        if grid is None:
-            raise StylelabError(f"{self.name} with this Gram has no image positions to mask")
-        weights = F.adaptive_avg_pool2d(mask, grid).flatten(1)  # (1, M)
-        return masked_gram(self.style_features(name, features), weights)
+        out = self.forward_features(self.preprocess(image), list(names))
+        return out if isinstance(out, Features) else Features(out)
 
     def truncate(self, names: Iterable[str]) -> None:
         """Drop whatever is deeper than the deepest of ``names`` (saves memory and time)."""

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import StylelabError, WeightsUnavailableError
-from ..losses import gram_matrix, normalized_gram
 from ..weights import fetch_hf_file, missing_keys_message, read_checkpoint
-from .base import Backbone, LayerInfo, run_named_sequence
+from .base import Backbone, Features, LayerInfo, run_named_sequence
 from .registry import register_backbone
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -106,6 +105,7 @@ def _normalize(image: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 
 class _ClipBackbone(Backbone):
+    default_balance = "none"  # the seed's setting: VGG19's α/β and layer weights
     def __init__(self, visual: nn.Module, layers: Sequence[LayerInfo], weights_source: str):
         super().__init__(layers, weights_source)
         self.visual = visual
@@ -224,20 +224,11 @@ class ClipRN50Sequential(_ClipBackbone):
 
 # -- ViT-B/16 ------------------------------------------------------------------------------------------
 
-GRAMS = ("channel", "token")
-GRAM_NORMS = ("seed", "none")
-
-
 class ClipViTB16(_ClipBackbone):
-    """CLIP ViT-B/16 with hooks on its residual attention blocks; tokens (B, 1 + patches, 768).
-
-    ``gram="channel"`` (default): Gram over the 768 embedding channels of the patch tokens (class
-    token dropped), normalized like eq. 2.3 — the usual Gatys statistic, which transfers style.
-    ``gram="token"``: the seed's eq. 2.5, G = F·Fᵀ over tokens (B, T, T); ``gram_norm="seed"``
-    divides by the embedding size M = 768 as the reference code's Gram did, ``"none"`` is the seed's
-    "removed the div" (the loss is then M² times larger). Token Grams need the style image at the
-    output's size (same token count).
-    """
+    """CLIP ViT-B/16 with hooks on its residual attention blocks. Each block's tokens (B, 1 + patches, 768) are
+    returned as maps on the patch grid (B, 768, h, w), the class token split off as the prefix: the Gram of the
+    maps is the usual Gatys statistic over the 768 channels; the seed's token Gram (eq. 2.5) is the
+    ``token-gram`` style loss, which reads all tokens."""
 
     name = "clip-vit-b16"
     input_multiple = 16
@@ -246,13 +237,11 @@ class ClipViTB16(_ClipBackbone):
     default_content_weight, default_style_weight = 1.0, 1e3  # VGG19's; not tuned on pretrained CLIP
     default_tv_weight = 1.0  # smooths the 16×16 patch grid that a ViT's loss leaves in the pixels
 
-    def __init__(self, visual: nn.Module, weights_source: str, gram: str = "channel", gram_norm: str = "seed"):
+    def __init__(self, visual: nn.Module, weights_source: str):
         width = visual.conv1.out_channels
         layers = [LayerInfo(f"block{i}", width, visual.patch_size[0], f"transformer.resblocks.{i}")
                   for i in range(len(visual.transformer.resblocks))]
         super().__init__(visual, layers, weights_source)
-        self.gram, self.gram_norm = gram, gram_norm
-        self.style_needs_content_size = gram == "token"
         self._pos_cache: dict[tuple, Tensor] = {}
 
     def _resized_positions(self, grid: tuple[int, int]) -> Tensor:
@@ -285,7 +274,7 @@ class ClipViTB16(_ClipBackbone):
         x = torch.cat([cls, x], dim=1) + self.positional_embedding(grid, always_interpolate).to(x.dtype)
         return v.ln_pre(v.patch_dropout(x))
 
-    def forward_features(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    def forward_features(self, x: Tensor, names: Sequence[str]) -> Features:
         m = self.input_multiple
         if x.shape[-1] % m or x.shape[-2] % m:
             raise StylelabError(f"{self.name} needs image sides that are multiples of {m}, got {tuple(x.shape[-2:])}")
@@ -293,28 +282,10 @@ class ClipViTB16(_ClipBackbone):
         transformer = self.visual.transformer
         batch_first = getattr(transformer, "batch_first", True)
         out = self._run_hooked(lambda: transformer(tokens if batch_first else tokens.transpose(0, 1)), names)
-        return out if batch_first else {n: t.transpose(0, 1) for n, t in out.items()}
-
-    def spatial_maps(self, name: str, features: Tensor, image_size: tuple[int, int]) -> Tensor:
-        """Patch tokens (B, 1 + h·w, D) laid back on their 2-D grid: (B, D, h, w); the class token dropped."""
-        h, w = (side // self.input_multiple for side in image_size)
-        return features[:, 1:, :].transpose(1, 2).reshape(features.shape[0], -1, h, w)
-
-    def style_position_grid(self, name: str, features: Tensor, image_size: tuple[int, int]) -> tuple[int, int] | None:
-        if self.gram == "token":
-            return None  # the token Gram's M axis is the embedding, not positions
-        return image_size[0] // self.input_multiple, image_size[1] // self.input_multiple
-
-    def style_features(self, name: str, features: Tensor) -> Tensor:
-        if self.gram == "token":
-            return features  # (B, N = tokens, M = channels): eq. 2.5
-        return features[:, 1:, :].transpose(1, 2)  # (B, N = channels, M = patches), class token dropped
-
-    def style_gram(self, name: str, features: Tensor) -> Tensor:
-        f = self.style_features(name, features)
-        if self.gram == "token" and self.gram_norm == "none":
-            return gram_matrix(f)  # the seed's "removed the div"
-        return normalized_gram(f)
+        out = out if batch_first else {n: t.transpose(0, 1) for n, t in out.items()}
+        h, w = x.shape[-2] // m, x.shape[-1] // m
+        maps = {n: t[:, 1:, :].transpose(1, 2).reshape(t.shape[0], -1, h, w) for n, t in out.items()}
+        return Features(maps, prefix={n: t[:, :1, :] for n, t in out.items()})
 
     def truncate(self, names: Iterable[str]) -> None:
         last = int(self.deepest(names).name.removeprefix("block"))
@@ -335,12 +306,7 @@ def clip_rn50_sequential(weights: str = "pretrained", seed: int = 0) -> ClipRN50
     return ClipRN50Sequential(*_load_tower("RN50", weights, seed, "layer1.0.conv1.weight", "CLIP RN50"))
 
 
-@register_backbone("clip-vit-b16", "CLIP ViT-B/16 visual tower (QuickGELU, OpenAI weights); channel or token Gram.")
-def clip_vit_b16(weights: str = "pretrained", seed: int = 0, gram: str = "channel",
-                 gram_norm: str = "seed") -> ClipViTB16:
-    if gram not in GRAMS:
-        raise StylelabError(f"unknown gram {gram!r}; choose {', '.join(GRAMS)}")
-    if gram_norm not in GRAM_NORMS:
-        raise StylelabError(f"unknown gram norm {gram_norm!r}; choose {', '.join(GRAM_NORMS)}")
-    visual, source = _load_tower("ViT-B-16-quickgelu", weights, seed, "class_embedding", "CLIP ViT-B/16")
-    return ClipViTB16(visual, source, gram, gram_norm)
+@register_backbone("clip-vit-b16", "CLIP ViT-B/16 visual tower (QuickGELU, OpenAI weights); patch tokens as maps, "
+                                   "class token as prefix (--style-loss token-gram reads all tokens).")
+def clip_vit_b16(weights: str = "pretrained", seed: int = 0) -> ClipViTB16:
+    return ClipViTB16(*_load_tower("ViT-B-16-quickgelu", weights, seed, "class_embedding", "CLIP ViT-B/16"))

@@ -110,3 +110,74 @@ def softmax_transform(features: Tensor) -> Tensor:
     if features.ndim == 3:
         return features.softmax(1) * features.shape[1]
     raise ValueError(f"features must be (B, C, H, W) or (B, T, D), got {tuple(features.shape)}")
+
+
+# -- statistics beyond the Gram matrix (not in the seed) ----------------------------------------------------
+
+
+def mean_covariance(features: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per image, the mean (B, N) and covariance (B, N, N) of the M feature vectors F[:, :, k] (columns);
+    with ``weights`` (B or 1, M) in [0, 1], of the positions they select (softly). Divided by M (or Σ w), not
+    M − 1: the statistic of the picture's own distribution, as a Gram is."""
+    _check_rank("features", features, 3, "(B, N, M)")
+    if weights is None:
+        mean = features.mean(-1)
+        centred = features - mean.unsqueeze(-1)
+        return mean, torch.bmm(centred, centred.transpose(1, 2)) / features.shape[-1]
+    total = weights.sum(-1).clamp_min(torch.finfo(features.dtype).tiny).view(-1, 1)
+    mean = (features * weights.unsqueeze(1)).sum(-1) / total
+    centred = features - mean.unsqueeze(-1)
+    return mean, torch.bmm(centred * weights.unsqueeze(1), centred.transpose(1, 2)) / total.unsqueeze(-1)
+
+
+def sqrtm_psd(matrix: Tensor) -> Tensor:
+    """The symmetric square root of symmetric positive semi-definite (B, N, N) matrices (eigenvalues below 0,
+    from rounding, count as 0)."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(0).sqrt().unsqueeze(-2)) @ vectors.transpose(-1, -2)
+
+
+def gaussian_wasserstein2(mean: Tensor, cov: Tensor, target_mean: Tensor, target_cov: Tensor,
+                          target_cov_sqrt: Tensor | None = None) -> Tensor:
+    """Squared 2-Wasserstein distance between Gaussians N(μ, Σ) and N(μ', Σ'), per image (B,):
+    ‖μ − μ'‖² + tr Σ + tr Σ' − 2 tr (Σ'^½ Σ Σ'^½)^½.
+
+    The last trace is taken from the eigenvalues of the symmetric PSD form Σ'^½ Σ Σ'^½ (same eigenvalues as
+    Σ Σ'), so no non-symmetric square root is needed; eigenvalues are clamped at a tiny value relative to the
+    largest, where the square root's derivative would be infinite. ``target_cov_sqrt`` may be given (computed
+    once per target). Also the square root of the target: in float64 when it is computed here.
+    """
+    root = sqrtm_psd(target_cov) if target_cov_sqrt is None else target_cov_sqrt
+    # The cross term nearly cancels the traces when the Gaussians are close: it is taken in float64, where
+    # a float32 eigendecomposition of large activations would leave the distance negative.
+    root = root.double()
+    middle = root @ cov.double() @ root
+    middle = (middle + middle.transpose(-1, -2)) / 2  # exact symmetry for eigvalsh
+    values = torch.linalg.eigvalsh(middle)
+    eps = torch.finfo(torch.float64).eps * values.abs().amax(-1, keepdim=True)  # relative: no scale of its own
+    cross = values.clamp_min(eps).sqrt().sum(-1)
+    traces = (cov.diagonal(dim1=-2, dim2=-1).sum(-1) + target_cov.diagonal(dim1=-2, dim2=-1).sum(-1)).double()
+    distance = (mean - target_mean).double().square().sum(-1) + traces - 2 * cross
+    return distance.clamp_min(0).to(cov.dtype)
+
+
+def sorted_projections(features: Tensor, directions: Tensor) -> Tensor:
+    """(B, N, M) features projected on K unit directions (N, K), each projection's M values sorted: the
+    empirical quantile functions (B, K, M) that the sliced Wasserstein distance compares."""
+    _check_rank("features", features, 3, "(B, N, M)")
+    return torch.einsum("bnm,nk->bkm", features, directions).sort(-1).values
+
+
+def resample_quantiles(quantiles: Tensor, count: int) -> Tensor:
+    """(B, K, M') sorted values -> (B, K, count): the quantile function read at ``count`` evenly spaced levels
+    (linear interpolation), so distributions of different sizes (a style image of another size) compare."""
+    if quantiles.shape[-1] == count:
+        return quantiles
+    return torch.nn.functional.interpolate(quantiles, size=count, mode="linear", align_corners=True)
+
+
+def sliced_wasserstein(features: Tensor, directions: Tensor, target_quantiles: Tensor) -> Tensor:
+    """Heitz et al. (CVPR 2021): the mean over K directions of the squared 1-D Wasserstein-2 distance between the
+    projections of ``features`` (B, N, M) and the target's sorted projections (B or 1, K, M'), per image (B,)."""
+    mine = sorted_projections(features, directions)
+    return (mine - resample_quantiles(target_quantiles, mine.shape[-1])).square().mean((1, 2))

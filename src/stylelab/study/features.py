@@ -91,7 +91,7 @@ def layer_pictures(net: Backbone, image: Tensor, layers: Sequence[str], count: i
     feats = net(image, list(layers))
     pictures = []
     for name in layers:
-        maps = net.spatial_maps(name, feats[name], tuple(image.shape[-2:]))[0].cpu()  # (C, h, w)
+        maps = feats[name][0].cpu()  # (C, h, w): every backbone's features are maps on the image grid
         shown = min(count, maps.shape[0])
         grid = channel_grid(maps, shown, tile)
         pictures.append(LayerPicture(name, maps.shape[0], tuple(maps.shape[-2:]), shown, grid,

@@ -19,7 +19,7 @@ from ..api import prepare_images, resolve_layers
 from ..backbones import create_backbone
 from ..errors import StylelabError, WeightsUnavailableError, renamed_parameter
 from ..images import resize
-from ..losses import style_layer_loss, style_loss
+from ..losses import GramLoss, style_layer_loss, style_loss
 from ..weights import fetch_hf_file, fetch_hub_checkpoint, read_checkpoint
 
 # LPIPS v0.1 (Zhang et al. 2018), AlexNet variant: the network the `lpips` package and ArtFID use.
@@ -172,7 +172,7 @@ class GramJudge:
     def grams(self, image: Tensor, long_edge: int) -> dict[str, Tensor]:
         image, _ = prepare_images(self.net, image, [], long_edge)
         feats = self.net(image.to(self.device), list(self.layers))
-        return {n: self.net.style_gram(n, f) for n, f in feats.items()}
+        return {n: GramLoss().statistic(feats, n)[0] for n in feats}
 
     @torch.no_grad()
     def distance(self, output: Tensor, style: Tensor) -> float:

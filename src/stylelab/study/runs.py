@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..api import transfer
+from ..backbones import Backbone, create_backbone
 from ..callbacks import Chain, ProgressBar
 from ..images import load_image, save_image, write_atomically
 from ..optimize import ProgressEvent
@@ -68,6 +69,7 @@ def run_all(specs: Sequence[RunSpec], out_dir: Path, judges: Judges, *, fresh: b
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     records = []
+    built: dict[tuple, Backbone] = {}  # each network's weights are loaded once for all its runs
     for k, spec in enumerate(specs, 1):
         key = spec.key()
         previous = None if fresh else _load_previous(spec, runs_dir, key)
@@ -76,18 +78,24 @@ def run_all(specs: Sequence[RunSpec], out_dir: Path, judges: Judges, *, fresh: b
             records.append(previous)
             continue
         log(f"run {k}/{len(specs)} {spec.id}: {spec.options.get('backbone', 'vgg19')}")
-        records.append(_run_one(spec, key, runs_dir, judges, f"run {k}/{len(specs)}", quiet, log))
+        options = spec.options
+        net_key = (options.get("backbone", "vgg19"), options.get("weights", "pretrained"), options.get("seed", 0),
+                   options.get("pooling"))
+        if net_key not in built:
+            built[net_key] = create_backbone(net_key[0], net_key[1], seed=net_key[2], pooling=net_key[3])
+        records.append(_run_one(spec, key, runs_dir, judges, f"run {k}/{len(specs)}", quiet, log, built[net_key]))
     return records
 
 
 def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, description: str, quiet: bool,
-             log: Callable[[str], None]) -> dict:
+             log: Callable[[str], None], net: Backbone | None = None) -> dict:
     options = dict(spec.options)
     bar, curve = ProgressBar(options.get("iterations", 500), description, disable=quiet), CurveRecorder()
     device = resolve_device(options.get("device", "auto"))
     try:
         with PeakMemory(device) as memory:
-            result = transfer(spec.content, spec.style, callback=Chain(bar, curve), log=log, **options)
+            result = transfer(spec.content, spec.style, callback=Chain(bar, curve), log=log,
+                              **{**options, **({"backbone": net} if net is not None else {})})
     finally:
         bar.close()
     image_path = save_image(result.image, runs_dir / f"{spec.id}.png")
