@@ -3,6 +3,7 @@ gradients, blending, masks, the automatic balance's invariance, and the CLI's --
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -168,11 +169,18 @@ def test_auto_balance_is_invariant_to_a_layers_scale(vgg64, name, k):
         assert after != pytest.approx(before, rel=1e-2), layer  # without the balance the scale shows
 
 
-@pytest.mark.parametrize("backbone", ["vgg19", "clip-rn50", "clip-rn50-sequential", "clip-vit-b16"])
+@functools.lru_cache(maxsize=None)
+def _random_backbone(name: str):
+    return create_backbone(name, "random")
+
+
+@pytest.mark.parametrize("backbone", ["vgg19", "vgg16", "clip-rn50", "clip-rn50-sequential", "clip-vit-b16",
+                                      "resnet50", "timm:resnet18", "timm:convnext_atto", "timm:vit_tiny_patch16_224",
+                                      "open_clip:RN50"])
 @pytest.mark.parametrize("name", [n for n in STYLE_LOSSES if n != "token-gram"])
 def test_auto_balance_puts_every_style_layer_on_one_scale(backbone, name):
     """At the first evaluation (from the content) each style layer's weighted share is within 10x of the others."""
-    net = create_backbone(backbone, "random")
+    net = _random_backbone(backbone)
     content_layers, style_layers = resolve_layers(net, None, None, balance="auto")
     spec = LossSpec(content_layers, style_layers, 1.0, 10.0, style_loss=name, balance="auto")
     content = pil_to_tensor(make_rgb(64, 64))

@@ -535,3 +535,14 @@ def test_transfer_through_the_cli_lowers_the_style_loss(tmp_path, content_path, 
     rows = json.loads(trace.read_text())["iterations"]
     first, last = rows[0]["style"], rows[-1]["style"]
     assert last * 10 <= first, (first, last)  # ≥ 10× (seen: ~19× for resnet18, ~300× for the ViT)
+
+
+def test_compare_runs_the_seeds_comparison_over_zoo_models(tmp_path, content_path, style_path):
+    out = tmp_path / "compare"
+    code = main(["compare", str(content_path), str(style_path), "-o", str(out), "--backbones",
+                 "vgg19,timm:resnet18,open_clip:RN50", "--weights", "random", "--size", "48", "--iterations", "3",
+                 "--device", "cpu", "--quiet"])
+    assert code == 0
+    records = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["backbone"] for r in records] == ["vgg19", "timm:resnet18", "open_clip:RN50"]
+    assert all((out / r["image"]).is_file() for r in records) and (out / "sheet.png").is_file()
