@@ -202,7 +202,9 @@ def test_every_style_loss_runs_from_the_cli_and_falls(capsys, tmp_path, content_
                  "random", "--size", "48", "--iterations", "20", "--device", "cpu", "--backbone", backbone,
                  "--style-loss", name, "--balance", "auto", "--trace", str(trace)])
     assert code == 0, capsys.readouterr().err
-    records = json.loads(trace.read_text())["iterations"]
+    data = json.loads(trace.read_text())
+    assert data["style_loss"] == name and data["balance"] == "auto"
+    records = data["iterations"]
     assert records[-1]["style"] < 0.5 * records[0]["style"], (records[0]["style"], records[-1]["style"])
 
 

@@ -389,6 +389,7 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
         trace.write(backbone=last.backbone, weights=last.weights_source, device=last.device,
                     content_layers=dict(last.loss.content_layers), style_layers=dict(last.loss.style_layers),
                     content_weight=last.loss.content_weight, style_weight=last.loss.style_weight,
+                    style_loss=last.loss.style_loss, balance=last.loss.balance,
                     seconds=seconds, finished=stops.signum is None)
         if stops.signum is not None:
             _info(args, f"wrote {trace.path} (the iterations so far)")
