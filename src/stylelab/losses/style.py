@@ -99,7 +99,7 @@ class TokenGramLoss(StyleLoss):
         self.norm = norm
 
     def statistic(self, features, layer, mask=None):
-        tokens = features.tokens(layer) if hasattr(features, "tokens") else _matrix(features, layer).transpose(1, 2)
+        tokens = features.tokens(layer)  # (B, T, D): prefix tokens first, then the grid row-major
         return (normalized_gram(tokens) if self.norm == "seed" else gram_matrix(tokens),)
 
     def distance(self, stat, target):
