@@ -123,3 +123,24 @@ def test_strict_fp32_is_restored_after_a_run(images):
     transfer(*images, iterations=1, **RUN)
     after = torch.backends.cudnn.conv.fp32_precision if hasattr(torch.backends.cudnn, "conv") else None
     assert before == after
+
+
+def test_convergence_test_by_hand():
+    from stylelab.optimize import converged
+
+    flat = torch.tensor([[10.0], [5.0], [4.0], [4.0], [3.99], [3.99]])  # (evaluations, 1 image)
+    assert converged(flat, tolerance=0.01, window=2)  # best 3.99 vs 4.0 before: 0.25% < 1%
+    assert not converged(flat, tolerance=0.001, window=2)
+    assert not converged(flat, tolerance=0.01, window=6)  # not enough evaluations yet
+    assert not converged(flat, tolerance=0.0, window=2)  # 0: never
+    two = torch.cat([flat, torch.tensor([[10.0], [5.0], [2.0], [1.0], [0.5], [0.2]])], 1)
+    assert not converged(two, tolerance=0.01, window=2)  # one image still improving: go on
+
+
+def test_tolerance_stops_early_and_zero_runs_every_iteration(images):
+    plain = transfer(*images, iterations=60, **RUN)
+    assert plain.iterations == 60
+    early = transfer(*images, iterations=60, tolerance=10.0, **RUN)  # any improvement is "too small"
+    assert early.iterations == 21  # the first report after the 20-evaluation window
+    with pytest.raises(StylelabError, match="tolerance must be a finite number >= 0"):
+        transfer(*images, iterations=2, tolerance=-1.0, **RUN)

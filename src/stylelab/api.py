@@ -206,6 +206,7 @@ def transfer(
     channels_last: bool = False,
     batch_size: int = 8,
     lbfgs_history: int = 100,
+    tolerance: float = 0.0,
     report_every: int | None = None,
     config: TransferConfig | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
@@ -242,6 +243,7 @@ def transfer(
         _positive_number(name, value)
     _positive_number("learning rate", lr, allow_zero=False)
     _positive_number("style scale", style_scale, allow_zero=False)
+    _positive_number("tolerance", tolerance)
     check_feature_transform(feature_transform)  # before any weights are loaded
     if balance is not None:
         check_balance(balance)
@@ -318,7 +320,7 @@ def transfer(
         log(f"{len(items)} images in {len(chunks)} batch(es) of up to {batch_size}")
 
     plan = _Plan(sizes, blend, spec, loss, style_scale, init, seed, dev, precision, optimizer, lr, iterations,
-                 report_every, lbfgs_history, mask_ts)
+                 report_every, lbfgs_history, tolerance, mask_ts)
     progress = _Progress(iterations * len(sizes) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
     torch.manual_seed(seed)
@@ -397,6 +399,7 @@ class _Plan:
     iterations: int
     report_every: int | None
     lbfgs_history: int
+    tolerance: float  # stop a scale early when the loss no longer improves by this fraction (0: never)
     masks: list[torch.Tensor] | None  # (1, 1, H, W) per style, any size; resized to each scale's content
 
 
@@ -456,7 +459,8 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
             x0 = torch.cat([initial_image(plan.init, content[i:i + 1], plan.seed) for i in range(len(chunk))])
         progress.last = None
         image = optimize(objective, x0.to(plan.device), iterations=plan.iterations, optimizer=plan.optimizer,
-                         lr=plan.lr, callback=progress, report_every=plan.report_every, history=plan.lbfgs_history)
+                         lr=plan.lr, callback=progress, report_every=plan.report_every, history=plan.lbfgs_history,
+                         tolerance=plan.tolerance)
         progress.finished(progress.last.iteration if progress.last is not None else 0)
         if progress.stopped:
             break
@@ -478,7 +482,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     (VGG), gram="token" (= style_loss="token-gram") and gram_norm="seed"|"none" (the token Gram's scaling),
     init="content"|"random"|"style-stats"|image, seed, device,
     precision="fp32"|"tf32"|"bf16" (tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
-    channels_last (NHWC convolutions), lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
+    channels_last (NHWC convolutions), tolerance (stop a scale once the loss improves by less than this fraction
+    over 20 evaluations; 0: exactly ``iterations``), lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
     callback(ProgressEvent) called every ``report_every`` evaluations
     (default 1, 10 on CUDA). For several contents at once use ``transfer`` with a list.
     """

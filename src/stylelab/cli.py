@@ -158,6 +158,9 @@ def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
     d = DEFAULTS
     p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="L-BFGS as in the seed, or Adam")
     p.add_argument("--lr", type=_pos_float, default=d["lr"], help="step size (default: 1 for lbfgs, 0.02 for adam)")
+    p.add_argument("--tolerance", type=_nonneg_float, default=d["tolerance"], metavar="T",
+                   help="stop (each scale) once the loss improved by less than the fraction T over the last 20 "
+                        "evaluations; 0 runs exactly --iterations (default: 0)")
     p.add_argument("--content-weight", type=_nonneg_float, default=d["content_weight"], metavar="ALPHA",
                    help="α of eq. 2.4 (default: the backbone's)")
     p.add_argument("--style-weight", type=_nonneg_float, default=d["style_weight"], metavar="BETA",
@@ -496,7 +499,7 @@ def _loss_options(args) -> dict:
     return {name: getattr(args, name) for name in LOSS_OPTIONS}
 
 
-LOSS_OPTIONS = ("optimizer", "lr", "content_weight", "style_weight", "tv_weight", "feature_transform", "pooling",
+LOSS_OPTIONS = ("optimizer", "lr", "tolerance", "content_weight", "style_weight", "tv_weight", "feature_transform", "pooling",
                 "style_loss", "balance", "gram", "gram_norm")
 
 

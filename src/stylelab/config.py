@@ -44,8 +44,9 @@ class LossConfig:
 class OptimizerConfig:
     optimizer: str = "lbfgs"  # see optimize.OPTIMIZERS
     lr: float | None = None
-    iterations: int = 500  # loss evaluations
+    iterations: int = 500  # loss evaluations (per scale)
     lbfgs_history: int = 100
+    tolerance: float = 0.0  # stop once the loss improves by less than this fraction over 20 evaluations
 
 
 @dataclass(frozen=True)

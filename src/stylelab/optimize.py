@@ -245,16 +245,30 @@ def default_report_every(device: torch.device) -> int:
     return 10 if device.type == "cuda" else 1
 
 
+CONVERGENCE_WINDOW = 20  # evaluations over which --tolerance measures the improvement
+
+
+def converged(totals: Tensor, tolerance: float, window: int = CONVERGENCE_WINDOW) -> bool:
+    """Whether every image's best loss improved by less than ``tolerance`` (relative) over the last ``window``
+    evaluations; ``totals`` is (evaluations so far, B). The best, not the last: L-BFGS's loss is not monotone."""
+    if tolerance <= 0 or totals.shape[0] <= window:
+        return False
+    before = totals[:-window].min(0).values
+    recent = totals[-window:].min(0).values
+    return bool(((before - recent) < tolerance * before.abs()).all())
+
+
 def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optimizer: str = "lbfgs",
              lr: float | None = None, callback: Callable[[ProgressEvent], None] | None = None,
-             report_every: int | None = None, history: int = LBFGS_HISTORY) -> Tensor:
+             report_every: int | None = None, history: int = LBFGS_HISTORY, tolerance: float = 0.0) -> Tensor:
     """Optimize ``image`` (a copy; (B, 3, H, W), every image its own problem) for ``iterations`` loss
     evaluations; return the result in [0, 1].
 
     ``history`` L-BFGS pairs are kept (allocated in full at the second evaluation, so a run that does not
     fit in memory fails in its first seconds). Losses are kept on the device and copied to the host every
     ``report_every`` evaluations (and after the last): then they are checked to be finite and ``callback``
-    gets a ``ProgressEvent``.
+    gets a ``ProgressEvent``. ``tolerance`` > 0 stops early, at a report, once every image's loss improved by
+    less than that fraction over the last ``CONVERGENCE_WINDOW`` evaluations (0: exactly ``iterations``).
     """
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
@@ -267,9 +281,11 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
 
     trace = None  # (iterations, B, P) losses, filled on the device
     reported, start = 0, time.perf_counter()
+    totals: list[Tensor] = []  # each report's (rows, B) totals on the host, for the convergence test
 
     def report(count: int) -> None:
         rows = trace[reported:count].cpu()  # the one host sync
+        totals.append(rows[:, :, 0])
         bad = (~torch.isfinite(rows[:, :, 0])).nonzero()
         if len(bad):
             at, item = int(bad[0, 0]), int(bad[0, 1])
@@ -293,6 +309,8 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
             if count % report_every == 0 or count == iterations:
                 report(count)
                 reported = count
+                if converged(torch.cat(totals), tolerance):
+                    break
             if count < iterations:  # the returned image is the last one evaluated
                 with strict_fp32():  # the optimizer's own dot products never in TF32
                     step(x.grad)
