@@ -1,6 +1,6 @@
 """Tensors out of a TorchScript archive without running anything from it.
 
-OpenAI's released CLIP files (RN50.pt, ViT-B-16.pt) are TorchScript archives. ``torch.jit.load`` would
+OpenAI's released CLIP files (RN50.pt, ViT-B-16.pt) are TorchScript archives. TorchScript's own loader would
 compile the archive's code/ and call its classes' ``__setstate__``: code from the file. Here the archive's
 ``data.pkl`` is read by a restricted unpickler instead: it rebuilds tensors and plain containers, turns every
 TorchScript class (``__torch__.*``) into an inert record of its state, and refuses any other global. The
@@ -138,7 +138,7 @@ def _walk(value, prefix: str, out: dict[str, Tensor], depth: int = 0) -> None:
 
 def read_torchscript_tensors(path: str | Path) -> dict[str, Tensor]:
     """``{dotted.name: tensor}`` of a TorchScript archive's module attributes (parameters and buffers),
-    like ``torch.jit.load(path).state_dict()`` but without executing the archive. Raises ``ValueError``."""
+    like the loaded TorchScript module's ``state_dict()``, without executing the archive. Raises ``ValueError``."""
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
         if len(names) != 1:
