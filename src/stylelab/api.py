@@ -24,7 +24,7 @@ from .colour import (
     check_original_colors, luminance_image, match_color_histogram, match_luminance, style_stats_noise,
     with_content_chrominance,
 )
-from .losses import StyleLoss, TokenGramLoss, create_style_loss
+from .losses import StyleLoss, TokenGramLoss, create_style_loss, require_positions
 from .optimize import (
     AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization,
     StyleObjective, check_balance, check_feature_transform, initial_image, optimize,
@@ -271,8 +271,8 @@ def transfer(
         blend = [b / sum(blend) for b in blend]
 
     mask_ts = None if masks is None else _load_masks(masks, styles, batch or each_style or style_blend is not None)
-    if mask_ts is not None and not loss.supports_masks:
-        raise StylelabError(f"style_loss={loss.name} has no image positions to mask: masks need gram or mean-cov")
+    if mask_ts is not None:
+        require_positions(loss)  # before any weights are loaded
     if isinstance(backbone, Backbone):  # built once by the caller (a server, a study) and reused across runs
         net = backbone
     else:

@@ -18,8 +18,8 @@ from .backbones.base import Backbone, Features
 from .errors import NonFiniteLossError, StylelabError
 from .lbfgs import BatchedLBFGS
 from .losses import (
-    ContentLoss, Statistic, StyleLoss, TotalVariation, concat_statistics, create_style_loss, softmax_transform,
-    style_loss, total_loss,
+    ContentLoss, Statistic, StyleLoss, TotalVariation, concat_statistics, create_style_loss, require_positions,
+    softmax_transform, style_loss, total_loss,
 )
 from .runtime import autocast_dtype, strict_fp32
 
@@ -115,9 +115,8 @@ class StyleObjective:
                                 f"{len(styles)} style(s), {len(masks)} mask(s)")
         self.backbone, self.spec = backbone, spec
         self.style_loss = style_loss or create_style_loss(spec.style_loss)
-        if masks is not None and not self.style_loss.supports_masks:
-            raise StylelabError(f"style_loss={self.style_loss.name} has no image positions to mask; masks need "
-                                "gram or mean-cov")
+        if masks is not None:
+            require_positions(self.style_loss)
         self.content_part, self.tv_part = ContentLoss(), TotalVariation()
         self.masks = None if masks is None else [m.to(content.device, torch.float32) for m in masks]
         self.autocast = autocast_dtype(precision)
@@ -125,12 +124,10 @@ class StyleObjective:
         with torch.no_grad():
             feats = self.features(content, list(spec.content_layers))
             self.content_targets = {n: feats[n].detach() for n in spec.content_layers}
-            if masks is None:
-                self.region_targets = None
-                targets = [self.blended_statistics(style_set, blend) for style_set in sets]
-            else:  # each style keeps its own statistic for its own region; the blend is the balance's reference
-                self.region_targets = [self.statistics([s]) for s in styles]
-                targets = [self.blended_statistics(styles, blend)]
+            per_set = [[self.statistics(style) for style in style_set] for style_set in sets]  # once per style
+            targets = [self.blended(stats, blend) for stats in per_set]
+            # With masks each style keeps its own statistic for its own region; the blend is the balance's reference.
+            self.region_targets = None if masks is None else [self.blended([stats], [1.0]) for stats in per_set[0]]
             self.style_targets = {n: concat_statistics([t[n] for t in targets]) for n in spec.style_layers}
             self.content_scale = {n: self._scale(self.content_part.magnitude(t))
                                   for n, t in self.content_targets.items()}
@@ -141,15 +138,15 @@ class StyleObjective:
             return 1.0
         return 1.0 / magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny)
 
-    def statistics(self, styles: Sequence[Tensor]) -> dict[str, Statistic]:
-        """Each style layer's prepared target statistic of one style image."""
-        return self.blended_statistics(styles, [1.0])
+    def statistics(self, style: Tensor) -> dict[str, Statistic]:
+        """Each style layer's statistic of one style image (not yet prepared as a target)."""
+        feats = self.features(style, list(self.spec.style_layers))
+        return {n: self.style_loss.statistic(feats, n) for n in self.spec.style_layers}
 
-    def blended_statistics(self, styles: Sequence[Tensor], blend: Sequence[float]) -> dict[str, Statistic]:
+    def blended(self, stats: Sequence[dict[str, Statistic]], blend: Sequence[float]) -> dict[str, Statistic]:
         """Several styles' statistics combined by the style loss's blending rule, prepared as targets."""
-        per_style = [self.features(style, list(self.spec.style_layers)) for style in styles]
-        return {n: self.style_loss.prepare(self.style_loss.blend(
-            [self.style_loss.statistic(f, n) for f in per_style], blend)) for n in self.spec.style_layers}
+        return {n: self.style_loss.prepare(self.style_loss.blend([s[n] for s in stats], blend))
+                for n in self.spec.style_layers}
 
     def features(self, image: Tensor, names: list[str]) -> Features:
         if self.autocast is None:
@@ -281,11 +278,9 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
 
     trace = None  # (iterations, B, P) losses, filled on the device
     reported, start = 0, time.perf_counter()
-    totals: list[Tensor] = []  # each report's (rows, B) totals on the host, for the convergence test
 
     def report(count: int) -> None:
         rows = trace[reported:count].cpu()  # the one host sync
-        totals.append(rows[:, :, 0])
         bad = (~torch.isfinite(rows[:, :, 0])).nonzero()
         if len(bad):
             at, item = int(bad[0, 0]), int(bad[0, 1])
@@ -309,7 +304,7 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
             if count % report_every == 0 or count == iterations:
                 report(count)
                 reported = count
-                if converged(torch.cat(totals), tolerance):
+                if tolerance > 0 and converged(trace[:count, :, 0].cpu(), tolerance):  # after the report's sync
                     break
             if count < iterations:  # the returned image is the last one evaluated
                 with strict_fp32():  # the optimizer's own dot products never in TF32

@@ -9,5 +9,5 @@ from .functional import (
 )
 from .style import (
     STYLE_LOSSES, GramLoss, MeanCovLoss, SlicedWassersteinLoss, Statistic, StyleLoss, TokenGramLoss,
-    concat_statistics, create_style_loss,
+    concat_statistics, create_style_loss, require_positions,
 )

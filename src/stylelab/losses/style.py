@@ -195,6 +195,13 @@ def create_style_loss(name: str, **options) -> StyleLoss:
     return cls(**{k: v for k, v in options.items() if k in taken and v is not None})
 
 
+def require_positions(loss: StyleLoss) -> None:
+    """Masks select image positions: refuse them for a statistic that has none."""
+    if not loss.supports_masks:
+        masking = ", ".join(name for name, cls in STYLE_LOSSES.items() if cls.supports_masks)
+        raise StylelabError(f"style_loss={loss.name} has no image positions to mask: masks need {masking}")
+
+
 def concat_statistics(stats: Sequence[Statistic]) -> Statistic:
     """Targets of several images (each (1, …)) as one batch (B, …)."""
     return tuple(torch.cat(parts) for parts in zip(*stats))
