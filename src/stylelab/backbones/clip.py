@@ -18,6 +18,7 @@ from ..errors import StylelabError, WeightsUnavailableError
 from ..weights import fetch_hf_file, missing_keys_message, read_checkpoint
 from .base import Backbone, Features, LayerInfo, run_named_sequence
 from .registry import register_backbone
+from .zoo import seeded
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -36,14 +37,13 @@ def build_vision_tower(arch: str, seed: int = 0) -> nn.Module:
     from open_clip.model import _build_vision_tower
 
     cfg = open_clip.get_model_config(arch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=cfg.get("quick_gelu", False))
-        for name, p in visual.named_parameters():
-            if name.endswith("bn3.weight"):
-                # open_clip zeros each bottleneck's last BN scale (a training trick), which makes a
-                # random tower's residual branches vanish; random weights here get scale 1 instead.
-                nn.init.ones_(p)
+    visual = seeded(lambda: _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"],
+                                                quick_gelu=cfg.get("quick_gelu", False)), seed)
+    for name, p in visual.named_parameters():
+        if name.endswith("bn3.weight"):
+            # open_clip zeros each bottleneck's last BN scale (a training trick), which makes a
+            # random tower's residual branches vanish; random weights here get scale 1 instead.
+            nn.init.ones_(p)
     return visual.float()
 
 
