@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from conftest import make_rgb, make_stripes
-from stylelab.server import ServerLimits, bound_host_names, create_app
+from stylelab.server import ServerLimits, bound_host_names, create_app, page_wording
 
 SECURITY_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "same-origin"}
@@ -113,7 +113,9 @@ def test_api_runs_queues_stops_and_downloads(visitor):
 
 @pytest.mark.parametrize("fields, content, message", [
     ({}, b"this is not an image", "the content file is not usable: not an image Pillow can read: c.png"),
-    ({"style": (io.BytesIO(b""), "")}, None, "choose a Style image"),
+    ({"style": (io.BytesIO(b""), "")}, None, "choose a Style image or write a Style text"),
+    ({"style": (io.BytesIO(b""), ""), "style_text": "   "}, None, "choose a Style image or write a Style text"),
+    ({"style_text": "x" * 201}, None, "Style text must be at most 200 characters, got 201"),
     ({"backbone": "alexnet"}, None, "Backbone: unknown choice 'alexnet'; choose clip-rn50"),
     ({"weights": "mine.pth"}, None, "Weights: unknown choice 'mine.pth'; choose pretrained, random"),
     ({"original_colors": "bogus"}, None, "Colours: unknown choice 'bogus'; choose none, luminance, histogram"),
@@ -127,6 +129,32 @@ def test_api_bad_input_is_a_clear_400_in_the_pages_words(visitor, fields, conten
     assert response.status_code == 400 and message in error
     assert "--" not in error  # the page's controls, never CLI flags
     assert visitor.get("/api/backbones").status_code == 200  # still serving
+
+
+def test_api_style_text_alone_runs_without_a_style_image(app, visitor, monkeypatch):
+    from open_clip import factory
+
+    import stylelab.backbones.clip_text as clip_text
+
+    # A tiny random CLIP as the text model (weights=random makes it random): offline and quick.
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "stylelab-tiny", {
+        "embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}})
+    monkeypatch.setattr(clip_text, "DEFAULT_TEXT_MODEL", "open_clip:stylelab-tiny")
+    response = visitor.submit(2, style=(io.BytesIO(b""), ""), style_text="  a watercolor painting  ")
+    assert response.status_code == 202, response.get_json()
+    job = response.get_json()["id"]
+    assert app.config["runner"].jobs[job].options["style_text"] == "a watercolor painting"
+    done = visitor.wait_until(job, "done", "failed")
+    assert done["state"] == "done", done["message"]
+    download = visitor.get(f"/api/jobs/{job}/result.png")
+    assert Image.open(io.BytesIO(download.data)).size == (64, 48)
+
+
+def test_library_messages_about_the_style_text_speak_of_the_pages_control():
+    assert page_wording("style_text= must be words describing the style, got ''") == \
+        "Style text must be words describing the style, got ''"
+    assert page_wording("no style: give CONTENT STYLE, or --style-text") == "no style: give CONTENT STYLE, or Style text"
 
 
 def test_api_failed_job_reports_in_the_pages_words_and_server_continues(visitor):
@@ -390,6 +418,9 @@ def test_page_upload_watch_stop_download_and_bad_file(live_server, browser, tmp_
     wait.until(lambda d: Select(d.find_element(By.ID, "weights")).first_selected_option.get_attribute("value")
                == "random")
     assert "pretrained VGG19 weights are not on this machine" in browser.find_element(By.ID, "weights-note").text
+    style_text = browser.find_element(By.ID, "style_text")  # a written style, next to the style image
+    assert (style_text.get_attribute("name"), style_text.get_attribute("maxlength")) == ("style_text", "200")
+    assert "watercolor" in browser.find_element(By.ID, "style-text-hint").text
 
     def fill(content_file, iterations, weights="random"):
         browser.find_element(By.ID, "content").send_keys(str(content_file))

@@ -72,6 +72,7 @@ class ProgressEvent:
     content_loss: float
     style_loss: float
     tv_loss: float
+    text_loss: float = 0.0  # the written style's term (unweighted), 0 without style_text
     content_layers: dict[str, float] = field(default_factory=dict)
     style_layers: dict[str, float] = field(default_factory=dict)
     image: Tensor | None = None  # the image(s) just evaluated, (B, 3, H, W) in [0, 1]; do not modify
@@ -101,10 +102,11 @@ class StyleObjective:
 
     def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor] | Sequence[Sequence[Tensor]],
                  blend: Sequence[float], spec: LossSpec, *, style_loss: StyleLoss | None = None,
-                 precision: str = "fp32", masks: Sequence[Tensor] | None = None):
+                 precision: str = "fp32", masks: Sequence[Tensor] | None = None,
+                 text: Callable[[Tensor], Tensor] | None = None, text_weight: float = 1.0):
         check_feature_transform(spec.feature_transform)
         check_balance(spec.balance)
-        per_image = not isinstance(styles[0], Tensor)
+        per_image = len(styles) > 0 and not isinstance(styles[0], Tensor)  # no styles: a written style alone
         sets = list(styles) if per_image else [styles]
         if per_image and len(sets) != content.shape[0]:
             raise StylelabError(f"{content.shape[0]} images need {content.shape[0]} style lists, got {len(sets)}")
@@ -114,6 +116,7 @@ class StyleObjective:
             raise StylelabError(f"masks need one image and one mask per style: {content.shape[0]} image(s), "
                                 f"{len(styles)} style(s), {len(masks)} mask(s)")
         self.backbone, self.spec = backbone, spec
+        self.text, self.text_weight = text, float(text_weight)  # e.g. losses.text.TextStyleLoss: image -> (B,)
         self.style_loss = style_loss or create_style_loss(spec.style_loss)
         if masks is not None:
             require_positions(self.style_loss)
@@ -163,7 +166,7 @@ class StyleObjective:
 
     def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) -> (sum of the B weighted totals, (B, P) detached parts: total, content, style,
-        tv, then each content layer and each style layer; ``term_names`` names the columns)."""
+        tv, text, then each content layer and each style layer; ``term_names`` names the columns)."""
         feats = self.features(image, self.layers)
         content_parts = [self.content_part.distance(feats[n], self.content_targets[n]) * self.content_scale[n]
                          for n in self.spec.content_layers]
@@ -175,13 +178,16 @@ class StyleObjective:
         tv = self.tv_part(image)
         total = total_loss(content, style, self.spec.content_weight, self.spec.style_weight)
         total = total + self.spec.tv_weight * tv  # (B,)
-        parts = torch.stack([total, content + zero, style + zero, tv, *content_parts, *style_parts], dim=1)
+        text = zero if self.text is None else self.text(image)
+        if self.text is not None:
+            total = total + self.text_weight * text
+        parts = torch.stack([total, content + zero, style + zero, tv, text, *content_parts, *style_parts], dim=1)
         return total.sum(), parts.detach()
 
     @property
     def term_names(self) -> list[str]:
         """The names of the parts' columns."""
-        return ["total", "content", "style", "tv", *(f"content:{n}" for n in self.spec.content_layers),
+        return ["total", "content", "style", "tv", "text", *(f"content:{n}" for n in self.spec.content_layers),
                 *(f"style:{n}" for n in self.spec.style_layers)]
 
     def style_layer_part(self, name: str, features: Features) -> Tensor:
@@ -320,10 +326,10 @@ def _event(parts: Tensor, count: int, iterations: int, elapsed: float, names: li
     """(B, P) host losses -> the batch's event (sums) with one event per image when B > 1."""
 
     def make(values: list[float], image: Tensor, per_image=()) -> ProgressEvent:
-        layers = values[4:]
+        layers = values[5:]
         return ProgressEvent(
             iteration=count, iterations=iterations, elapsed=elapsed, loss=values[0], content_loss=values[1],
-            style_loss=values[2], tv_loss=values[3], content_layers=dict(zip(names[:n_content], layers[:n_content])),
+            style_loss=values[2], tv_loss=values[3], text_loss=values[4], content_layers=dict(zip(names[:n_content], layers[:n_content])),
             style_layers=dict(zip(names[n_content:], layers[n_content:])), image=image, per_image=per_image,
         )
 

@@ -60,10 +60,11 @@ WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # bind every interface
 WEIGHT_CHOICES = ("pretrained", "random")
 CSRF_HEADER = "X-CSRF-Token"
 KEPT_BACKBONES = 2  # built networks the worker keeps between jobs (weights are loaded once, not per job)
+MAX_STYLE_TEXT = 200  # characters of a written style (CLIP reads at most 77 tokens of it anyway)
 
 # The page's controls, by form field: every message the page shows speaks of these, not of CLI flags.
-CONTROLS = {"content": "Content image", "style": "Style image", "backbone": "Backbone", "weights": "Weights",
-            "size": "Size", "iterations": "Iterations", "original_colors": "Colours"}
+CONTROLS = {"content": "Content image", "style": "Style image", "style_text": "Style text", "backbone": "Backbone",
+            "weights": "Weights", "size": "Size", "iterations": "Iterations", "original_colors": "Colours"}
 
 BASE_CSP = ("default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'")
@@ -155,6 +156,7 @@ class Job:
     session: str
     folder: Path
     options: dict
+    has_style: bool = True  # a style image was uploaded (without one, the written style alone: options' style_text)
     state: str = "queued"  # queued -> running -> done | stopped | failed; queued -> cancelled
     message: str = ""
     iteration: int = 0
@@ -199,7 +201,10 @@ class JobRunner:
         self.thread.start()
 
     def submit(self, session: str, uploads: dict[str, tuple[bytes, str]], options: dict) -> Job:
-        """Queue a job for ``session``; ``uploads`` maps content/style to (bytes, the browser's file name)."""
+        """Queue a job for ``session``; ``uploads`` maps content and, unless ``options`` has a style_text, style
+        to (bytes, the browser's file name)."""
+        if "content" not in uploads or ("style" not in uploads and not options.get("style_text")):
+            raise ServerError("a job needs a content image, and a style image or a style text")
         with self.lock:
             self._check_room(session)  # before any decoding work
         for name, (data, _) in uploads.items():
@@ -214,7 +219,8 @@ class JobRunner:
                 self._check_decodes(name, path, filename)
             with self.lock:
                 self._check_room(session)  # again: other requests may have queued meanwhile
-                job = Job(job_id, next(self._numbers), session, folder, options, iterations=options["iterations"])
+                job = Job(job_id, next(self._numbers), session, folder, options, has_style="style" in uploads,
+                          iterations=options["iterations"])
                 self.jobs[job.id] = job
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -336,7 +342,7 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         try:
             options = {**job.options, "backbone": self._backbone(job.options["backbone"], job.options["weights"])}
-            result = transfer(job.content, job.style, device=self.device,
+            result = transfer(job.content, job.style if job.has_style else None, device=self.device,
                               callback=lambda e: self._progress(job, e), **options)
             path = job.folder / "result.png"
             tensor_to_pil(result.image).save(path, format="PNG")
@@ -389,9 +395,10 @@ _PAGE_WORDING = (
     (re.compile(rf"lower {_OPTION.format('style[-_]weight')} or {_OPTION.format('content[-_]weight')},"
                 r" or check the weights"), "choose other Weights or another Backbone"),
     (re.compile(_OPTION.format("weights") + " ?random"), "Weights: random"),
-    (re.compile(r"--(backbone|weights|size|iterations|original-colors)\b"),
+    (re.compile(r"--(backbone|weights|size|iterations|original-colors|style-text)\b"),
      lambda m: CONTROLS[m[1].replace("-", "_")]),
-    (re.compile(r"(?<![\w.-])(backbone|weights|size|iterations|original_colors)="), lambda m: CONTROLS[m[1]] + " "),
+    (re.compile(r"(?<![\w.-])(backbone|weights|size|iterations|original_colors|style_text)= ?"),
+     lambda m: CONTROLS[m[1]] + " "),
 )
 
 
@@ -543,6 +550,14 @@ def _whole_number(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _style_text() -> str | None:
+    """The written style, stripped; None when empty."""
+    text = request.form.get("style_text", "").strip()
+    if len(text) > MAX_STYLE_TEXT:
+        raise ServerError(f"{CONTROLS['style_text']} must be at most {MAX_STYLE_TEXT} characters, got {len(text)}")
+    return text or None
+
+
 def job_options(backbones: Sequence[str], limits: ServerLimits) -> dict:
     """The job's options from the form, every one checked now (not when the job runs)."""
     size = _whole_number("size", 384, limits.min_size, limits.max_size)
@@ -554,7 +569,7 @@ def job_options(backbones: Sequence[str], limits: ServerLimits) -> dict:
             f"(at Size {size}: at most {most} Iterations); lower Size or Iterations")
     return {"backbone": _choice("backbone", "vgg19", backbones), "weights": _choice("weights", "pretrained",
             WEIGHT_CHOICES), "size": size, "iterations": iterations,
-            "original_colors": _choice("original_colors", "none", ORIGINAL_COLORS)}
+            "original_colors": _choice("original_colors", "none", ORIGINAL_COLORS), "style_text": _style_text()}
 
 
 def create_app(device: str = "auto", allowed_hosts: Sequence[str] | None = None,
@@ -645,11 +660,13 @@ def create_app(device: str = "auto", allowed_hosts: Sequence[str] | None = None,
     @app.post("/api/jobs")
     def post_job():
         session = current_session()  # the guard made sure there is one
-        files = {name: request.files.get(name) for name in ("content", "style")}
-        missing = [CONTROLS[name] for name, f in files.items() if f is None or not f.filename]
-        if missing:
-            raise ServerError(f"choose a {' and a '.join(missing)}")
         options = job_options(backbones, limits)
+        files = {name: f for name in ("content", "style") if (f := request.files.get(name)) and f.filename}
+        needed = ("content",) if options["style_text"] else ("content", "style")  # a written style: no image needed
+        missing = [name for name in needed if name not in files]
+        if missing:
+            or_text = f" or write a {CONTROLS['style_text']}" if "style" in missing else ""
+            raise ServerError(f"choose a {' and a '.join(CONTROLS[name] for name in missing)}{or_text}")
         uploads = {name: (f.read(), f.filename or name) for name, f in files.items()}
         job = runner.submit(session.id, uploads, options)
         return jsonify(job.status(runner.position(job))), 202
