@@ -138,7 +138,7 @@ def test_a_shorter_lbfgs_history_is_used_and_checked(contents, styles):
     long = transfer(contents[0], styles[0], iterations=10, **RUN)
     short = transfer(contents[0], styles[0], iterations=10, lbfgs_history=2, **RUN)  # the ring wraps at the 5th
     assert torch.isfinite(short.image).all() and not torch.equal(short.image, long.image)
-    with pytest.raises(StylelabError, match="L-BFGS history must be a whole number >= 1"):
+    with pytest.raises(StylelabError, match="lbfgs_history= must be a whole number >= 1"):
         transfer(contents[0], styles[0], iterations=1, lbfgs_history=0, **RUN)
 
 
@@ -147,7 +147,7 @@ def test_bad_batch_arguments_are_refused(contents, styles):
         transfer([], styles[0], iterations=1, **RUN)
     with pytest.raises(StylelabError, match="use one of them"):
         transfer(contents, styles, each_style=True, style_blend=[1, 2], iterations=1, **RUN)
-    with pytest.raises(StylelabError, match="batch size must be a whole number >= 1"):
+    with pytest.raises(StylelabError, match="batch_size= must be a whole number >= 1"):
         transfer(contents, styles[0], iterations=1, batch_size=0, **RUN)
 
 

@@ -52,7 +52,8 @@ def test_sweep_writes_sheet_results_and_resumes(tmp_path, content_path, style_pa
     assert_sheet_cells(out, data, {(0, 0): content_path, (0, 1): style_path,
                                    **{(i, 2 + j): out / "runs" / f"c{i}-s{j}.png" for i in range(2) for j in range(2)}})
     md = (out / "results.md").read_text()
-    assert "| c1-s1 | vgg19 | relu3_1 | relu1_1,relu3_1 |" in md and "Environment:" in md
+    assert all(r["mode"] == "plain" for r in data["runs"])  # the seed's single-scale run unless --scales says
+    assert "| c1-s1 | plain | vgg19 | relu3_1 | relu1_1,relu3_1 |" in md and "Environment:" in md
 
     # Resume: nothing redone; then one run's record removed: only that one is redone.
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}

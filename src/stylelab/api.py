@@ -24,7 +24,9 @@ from .colour import (
     check_original_colors, luminance_image, match_color_histogram, match_luminance, style_stats_noise,
     with_content_chrominance,
 )
+from .backbones.clip_text import TextImageModel, check_text_model, create_text_model, default_text_model
 from .losses import StyleLoss, TokenGramLoss, create_style_loss, require_positions
+from .losses.text import CROPS as TEXT_CROPS, TextStyleLoss, check_style_text
 from .optimize import (
     AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization,
     StyleObjective, check_balance, check_feature_transform, initial_image, optimize,
@@ -99,17 +101,38 @@ def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers
     return content, style
 
 
-def _check_scales(scales: Sequence[int] | None) -> list[int] | None:
-    if scales is None:
-        return None
-    scales = list(scales)
-    if not scales:
-        raise StylelabError("scales must list at least one size")
-    for value in scales:
-        validate_size(value)
-    if any(b <= a for a, b in zip(scales, scales[1:])):
-        raise StylelabError(f"scales must increase, got {scales}")
-    return scales
+PYRAMID_START = 128  # scales="auto": from this long edge, doubling, up to the output's size
+SCALE_MODES = ("auto", "none")
+
+
+def scale_schedule(size: int, scales: str | Sequence[int] | None = "auto", iterations: int = 500,
+                   coarse_iterations: int | None = None) -> list[tuple[int, int]]:
+    """(long edge, evaluations) per scale, smallest first; the last is the output's size.
+
+    ``scales="none"`` (or None) is one scale, ``size``: the plain method. ``"auto"`` is a pyramid from
+    ``PYRAMID_START`` px doubling up to ``size`` (one scale when ``size`` is at most 1.5× the start); a list is
+    taken as given. ``iterations`` is the output size's budget; ``coarse_iterations`` each smaller scale's
+    (None: ``iterations``)."""
+    if scales is None or scales == "none":
+        sizes = [size]
+    elif isinstance(scales, str):
+        if scales != "auto":
+            raise StylelabError(f"unknown scales {scales!r}; choose {', '.join(SCALE_MODES)} or a list of sizes")
+        sizes, edge = [], PYRAMID_START
+        while edge * 1.5 < size:  # the last step is between 1.5× and 3×
+            sizes.append(edge)
+            edge *= 2
+        sizes.append(size)
+    else:
+        sizes = list(scales)
+        if not sizes:
+            raise StylelabError("scales must list at least one size")
+        for value in sizes:
+            validate_size(value)
+        if any(b <= a for a, b in zip(sizes, sizes[1:])):
+            raise StylelabError(f"scales must increase, got {sizes}")
+    coarse = iterations if coarse_iterations is None else coarse_iterations
+    return [(edge, coarse) for edge in sizes[:-1]] + [(sizes[-1], iterations)]
 
 
 def prepare_images(net: Backbone, content: torch.Tensor, styles: Sequence[torch.Tensor], long_edge: int,
@@ -174,7 +197,7 @@ def _items(contents: list[torch.Tensor], styles: list[torch.Tensor], each_style:
 
 def transfer(
     content: ImageInput | Sequence[ImageInput],
-    style: ImageInput | Sequence[ImageInput],
+    style: ImageInput | Sequence[ImageInput] | None = None,
     *,
     backbone: str | Backbone = "vgg19",
     weights: str = "pretrained",
@@ -193,13 +216,19 @@ def transfer(
     masks: Sequence[ImageInput] | None = None,
     style_scale: float = 1.0,
     original_colors: str = "none",
-    scales: Sequence[int] | None = None,
+    scales: str | Sequence[int] | None = "auto",
+    coarse_iterations: int | None = None,
     style_loss: str = "gram",
     balance: str | None = None,
     pooling: str | None = None,
     gram: str | None = None,
     gram_norm: str | None = None,
     init: str | ImageInput = "content",
+    style_text: str | None = None,
+    text_weight: float = 1.0,
+    text_model: str | None = None,
+    text_weights: str | None = None,
+    text_crops: int = TEXT_CROPS,
     seed: int = 0,
     device: str | torch.device = "auto",
     precision: str = "fp32",
@@ -232,10 +261,11 @@ def transfer(
             raise StylelabError(f"config carries every option: pass {', '.join(sorted(given))} inside it")
         return transfer(content, style, **config.options(), callback=callback, on_result=on_result, log=log)
     validate_size(size)
-    scales = _check_scales(scales)
-    for name, value in (("iterations", iterations), ("batch size", batch_size), ("L-BFGS history", lbfgs_history)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise StylelabError(f"{name} must be a whole number >= 1, got {value!r}")
+    for name, value in (("iterations", iterations), ("coarse_iterations", coarse_iterations),
+                        ("batch_size", batch_size), ("lbfgs_history", lbfgs_history)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise StylelabError(f"{name}= must be a whole number >= 1, got {value!r}")
+    schedule = scale_schedule(size, scales, iterations, coarse_iterations)
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     for name, value in (("content weight", content_weight), ("style weight", style_weight),
@@ -259,16 +289,21 @@ def transfer(
     contents = [as_tensor(c) for c in (content if batch else [content])]
     if not contents:
         raise StylelabError("no content images were given")
-    styles = [as_tensor(s) for s in (style if isinstance(style, (list, tuple)) else [style])]
+    styles = [as_tensor(s) for s in (style if isinstance(style, (list, tuple)) else [] if style is None else [style])]
+    text_net = _text_model(style_text, text_weight, text_model, text_weights, text_crops, backbone, weights, seed,
+                           bool(styles))
+    if each_style and not styles:
+        raise StylelabError("each_style keeps several style images apart: give style images")
     if each_style:
         if style_blend is not None:
             raise StylelabError("style blend mixes the styles and each-style keeps them apart: use one of them")
         blend = [1.0]
     else:
-        blend = [1.0 / len(styles)] * len(styles) if style_blend is None else list(style_blend)
-        if len(blend) != len(styles) or any(not math.isfinite(b) or b < 0 for b in blend) or sum(blend) <= 0:
+        blend = [1.0 / max(1, len(styles))] * len(styles) if style_blend is None else list(style_blend)
+        if styles and (len(blend) != len(styles) or any(not math.isfinite(b) or b < 0 for b in blend)
+                       or sum(blend) <= 0) or (not styles and style_blend is not None):
             raise StylelabError(f"style blend needs {len(styles)} finite weights >= 0 with a positive sum, got {blend}")
-        blend = [b / sum(blend) for b in blend]
+        blend = [b / sum(blend) for b in blend] if styles else []
 
     mask_ts = None if masks is None else _load_masks(masks, styles, batch or each_style or style_blend is not None)
     if mask_ts is not None:
@@ -279,12 +314,18 @@ def transfer(
         net = create_backbone(backbone, weights, seed=seed, pooling=pooling)
     balance = balance or net.default_balance
     log(f"backbone {net.name}: weights {net.weights_source}")
+    if text_net is not None:
+        text_net = text_net()
+        log(f"text model {text_net.name}: weights {text_net.weights_source}")
+        text_net.to(dev)
     items = _items(contents, styles, each_style, original_colors)
     if original_colors == "luminance" and isinstance(init, torch.Tensor):
         init = luminance_image(init)  # a grey optimization starts from a grey image
     c_layers, s_layers = resolve_layers(net, content_layers, style_layers, balance)
+    if not styles:  # a written style alone: no Gatys style term
+        s_layers = {}
     deepest = net.deepest([*c_layers, *s_layers])
-    sizes = scales or [size]
+    sizes = [edge for edge, _ in schedule]
     for item in items:
         c, ss = prepare_images(net, item.content, item.styles, sizes[0], style_scale,  # the smallest scale decides
                                loss.needs_content_size)
@@ -319,9 +360,12 @@ def transfer(
     if len(chunks) > 1 or len(items) > 1:
         log(f"{len(items)} images in {len(chunks)} batch(es) of up to {batch_size}")
 
-    plan = _Plan(sizes, blend, spec, loss, style_scale, init, seed, dev, precision, optimizer, lr, iterations,
-                 report_every, lbfgs_history, tolerance, mask_ts)
-    progress = _Progress(iterations * len(sizes) * len(chunks), callback)
+    if len(schedule) > 1:
+        log("scales " + " → ".join(f"{edge} px × {budget}" for edge, budget in schedule) + " evaluations")
+    plan = _Plan(schedule, blend, spec, loss, style_scale, init, seed, dev, precision, optimizer, lr,
+                 report_every, lbfgs_history, tolerance, mask_ts,
+                 None if text_net is None else _TextPlan(text_net, style_text, text_weight, text_crops))
+    progress = _Progress(sum(budget for _, budget in schedule) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
     torch.manual_seed(seed)
     with numeric_mode(precision):
@@ -382,10 +426,37 @@ class _Progress:
 
 
 @dataclass(frozen=True)
+class _TextPlan:
+    model: TextImageModel
+    style_text: str
+    weight: float
+    crops: int
+
+
+def _text_model(style_text, text_weight, text_model, text_weights, text_crops, backbone, weights, seed,
+                has_styles: bool) -> Callable[[], TextImageModel] | None:
+    """Checks the written style's options (before any weights are read); returns how to build its model."""
+    if style_text is None:
+        if not has_styles:
+            raise StylelabError("no style was given: pass style images or style_text=")
+        return None
+    check_style_text(style_text)
+    _positive_number("text_weight=", text_weight)
+    if isinstance(text_crops, bool) or not isinstance(text_crops, int) or text_crops < 0:
+        raise StylelabError(f"text_crops= must be a whole number >= 0, got {text_crops!r}")
+    name = check_text_model(text_model or default_text_model(backbone if isinstance(backbone, str) else
+                                                             getattr(backbone, "name", "")))
+    chosen = text_weights or ("random" if weights == "random" else "pretrained")
+    if chosen not in ("random", "pretrained") and not os.path.isfile(chosen):
+        raise StylelabError(f"text_weights={chosen}: no such file")
+    return lambda: create_text_model(name, chosen, seed)
+
+
+@dataclass(frozen=True)
 class _Plan:
     """How every batch runs: scales, objective, start image, optimizer and numerics."""
 
-    sizes: list[int]
+    schedule: list[tuple[int, int]]  # (long edge, evaluations) per scale, smallest first
     blend: list[float]
     spec: LossSpec
     style_loss: StyleLoss
@@ -396,11 +467,11 @@ class _Plan:
     precision: str
     optimizer: str
     lr: float | None
-    iterations: int
     report_every: int | None
     lbfgs_history: int
     tolerance: float  # stop a scale early when the loss no longer improves by this fraction (0: never)
     masks: list[torch.Tensor] | None  # (1, 1, H, W) per style, any size; resized to each scale's content
+    text: _TextPlan | None = None  # a written style (CLIPstyler's losses), alone or with the style images
 
 
 GRAMS = ("channel", "token")  # the older way to ask for the seed's token Gram: gram="token"
@@ -439,15 +510,19 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
     """All scales of one batch; returns its (B, 3, H, W) images."""
     progress.chunk_iterations, image = 0, None
     shared = len({id(item.styles) for item in chunk}) == 1  # one style list for all: its targets once
-    for long_edge in plan.sizes:
+    for long_edge, budget in plan.schedule:
         prepared = [prepare_images(net, item.content, item.styles, long_edge, plan.style_scale,
                                    plan.style_loss.needs_content_size) for item in chunk]
         content = torch.cat([c for c, _ in prepared]).to(plan.device)  # (B, 3, H, W)
         style_sets = [[s.to(plan.device) for s in ss] for _, ss in prepared]
         hw = tuple(content.shape[-2:])
         masks = None if plan.masks is None else [resize(m, hw) for m in plan.masks]
+        text = None if plan.text is None else TextStyleLoss(
+            plan.text.model, content, plan.text.style_text, crops=plan.text.crops, seed=plan.seed,
+            redraw=plan.optimizer == "adam")
         objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, plan.blend, plan.spec,
-                                   style_loss=plan.style_loss, precision=plan.precision, masks=masks)
+                                   style_loss=plan.style_loss, precision=plan.precision, masks=masks, text=text,
+                                   text_weight=0.0 if plan.text is None else plan.text.weight)
         if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
             x0 = resize(image, hw)
         elif isinstance(plan.init, torch.Tensor):
@@ -458,7 +533,7 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
         else:  # every image of a batch gets the noise it would get alone
             x0 = torch.cat([initial_image(plan.init, content[i:i + 1], plan.seed) for i in range(len(chunk))])
         progress.last = None
-        image = optimize(objective, x0.to(plan.device), iterations=plan.iterations, optimizer=plan.optimizer,
+        image = optimize(objective, x0.to(plan.device), iterations=budget, optimizer=plan.optimizer,
                          lr=plan.lr, callback=progress, report_every=plan.report_every, history=plan.lbfgs_history,
                          tolerance=plan.tolerance)
         progress.finished(progress.last.iteration if progress.last is not None else 0)
@@ -476,7 +551,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     feature_transform="none"|"softmax", style_blend (weights of several styles, mixed as Gram statistics),
     masks (one image per style: where on the content that style goes; Gatys et al. 2017's guided Grams),
     style_scale (style size relative to the output), original_colors="none"|"luminance"|"histogram",
-    scales=[128, 256, 512] (a pyramid: each scale runs ``iterations`` and starts from the previous result),
+    scales="auto"|"none"|[128, 256, 512] (a pyramid, each scale starting from the previous result; auto: from
+    128 px doubling to ``size``; none: one scale, the plain method), coarse_iterations (evaluations at each scale
+    below the output's; default ``iterations``),
     style_loss="gram"|"token-gram"|"mean-cov"|"sliced-wasserstein" (the style statistic), balance="none"|"auto"
     (default: the backbone's; auto divides each layer's term by its target's magnitude), pooling="max"|"avg"
     (VGG), gram="token" (= style_loss="token-gram") and gram_norm="seed"|"none" (the token Gram's scaling),

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .api import transfer
+from .api import GRAMS, SCALE_MODES, scale_schedule, transfer
 from .backbones import create_backbone, get_entry, list_backbones
 from .callbacks import (
     Animator, Chain, FrameSaver, ProgressBar, TraceRecorder, check_animation_path, frame_files_present,
@@ -28,7 +28,6 @@ from .images import (
 from .layerspec import parse_layer_spec
 from .runtime import PRECISIONS, check_precision, resolve_device, strict_fp32
 from .study.environment import environment
-from .api import GRAMS
 from .losses import STYLE_LOSSES, TokenGramLoss
 from .optimize import BALANCES, FEATURE_TRANSFORMS, INIT_MODES, OPTIMIZERS, default_report_every
 from .signals import Interrupted, StopRequests
@@ -76,8 +75,10 @@ def _weights_list(text: str) -> list[float]:
     return values
 
 
-def _scales(text: str) -> list[int]:
-    """"256,512,1024" or "MIN:MAX[:FACTOR]" (factor 2 by default; the last scale is always MAX)."""
+def _scales(text: str) -> str | list[int]:
+    """"auto", "none", "256,512,1024" or "MIN:MAX[:FACTOR]" (factor 2 by default; the last scale is always MAX)."""
+    if text in SCALE_MODES:
+        return text
     try:
         if ":" in text:
             parts = text.split(":")
@@ -93,7 +94,8 @@ def _scales(text: str) -> list[int]:
             return scales + [high]
         scales = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 256,512,1024 or 128:1024:2, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected auto, none, sizes like 256,512,1024 or 128:1024:2, got {text!r}"
+                                         ) from None
     if any(not 1 <= v <= MAX_SIZE for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):
         raise argparse.ArgumentTypeError(f"scales must increase, each from 1 to {MAX_SIZE}, got {text}")
     return scales
@@ -195,6 +197,11 @@ def _add_experiment_options(p: argparse.ArgumentParser, backbone: bool = True) -
     _add_run_options(p, DEFAULTS["size"], DEFAULTS["iterations"], backbone=backbone)
     _add_speed_options(p)
     _add_loss_options(p, layers=False)
+    p.add_argument("--scales", type=_scales, default="none", metavar="none|auto|S1,S2,…",
+                   help="none (default here: the seed's single-scale run, as the study compares) or a pyramid as in "
+                        "transfer; each run's record names the mode")
+    p.add_argument("--coarse-iterations", type=_int_in(1, 10**6), default=DEFAULTS["coarse_iterations"],
+                   metavar="N", help="evaluations at each scale below the output's (default: --iterations)")
     _add_study_options(p)
 
 
@@ -232,9 +239,23 @@ def build_parser() -> Parser:
     t.add_argument("--original-colors", choices=ORIGINAL_COLORS, default=d["original_colors"],
                    help="luminance: transfer only luminance, keep the content's colours; histogram: match the "
                         "style's colours to the content's first (Gatys et al. 2016)")
-    t.add_argument("--scales", type=_scales, default=d["scales"], metavar="S1,S2,…|MIN:MAX[:F]",
-                   help="multi-scale pyramid, e.g. 256,512,1024 or 128:1024:2; each scale runs --iterations and "
-                        "starts from the previous result; the last scale replaces --size")
+    t.add_argument("--scales", type=_scales, default=d["scales"], metavar="auto|none|S1,S2,…|MIN:MAX[:F]",
+                   help="coarse-to-fine pyramid, each scale starting from the previous result: auto (default) from "
+                        "128 px doubling to --size; none: one scale, the plain method; or sizes, e.g. 256,512,1024 "
+                        "or 128:1024:2, whose last replaces --size")
+    t.add_argument("--coarse-iterations", type=_int_in(1, 10**6), default=d["coarse_iterations"], metavar="N",
+                   help="evaluations at each scale below the output's (default: --iterations)")
+    t.add_argument("--style-text", default=d["style_text"], metavar="WORDS",
+                   help="a written style, e.g. 'a watercolor painting' (CLIPstyler's directional and patch losses "
+                        "in CLIP's space), alone or with style images")
+    t.add_argument("--text-weight", type=_nonneg_float, default=d["text_weight"], metavar="W",
+                   help="weight of the written style (1: CLIPstyler's λ's relative to a content weight of 1)")
+    t.add_argument("--text-model", default=d["text_model"], metavar="open_clip:ARCH[:TAG]",
+                   help="the CLIP that reads --style-text (default: the backbone's CLIP, else open_clip:ViT-B-32)")
+    t.add_argument("--text-weights", default=d["text_weights"], metavar="pretrained|random|PATH",
+                   help="the text model's weights (default: random with --weights random, else pretrained)")
+    t.add_argument("--text-crops", type=_int_in(0, 1024), default=d["text_crops"], metavar="N",
+                   help="random perspective crops for the patch loss (the paper's 64; 0: the whole image only)")
     t.add_argument("--init", default=d["init"], metavar="content|random|style-stats|PATH",
                    help="starting image (style-stats: noise with the style's colour mean and spread)")
     t.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=8, help="bits per channel (16: .png/.tif)")
@@ -339,7 +360,7 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
     """Run a transfer (one image or a batch) with progress bar, frames, trace and animation; write each
     output atomically as soon as its image is finished. A first Ctrl-C (or SIGTERM) stops the optimization
     after the current evaluation and keeps what there is: the current image(s), the trace, the animation."""
-    total = args.iterations * len(options.get("scales") or [1])
+    total = _planned_evaluations(args, options)
     bar = ProgressBar(total, disable=args.quiet)
     frames = FrameSaver(outputs[0], getattr(args, "save_every", 0))
     trace = TraceRecorder(args.trace, {"output": str(outputs[0])}) if getattr(args, "trace", None) else None
@@ -399,11 +420,17 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
     if stops.signum is not None:
         print(_interrupted_message(stops, written, results, len(outputs)), file=sys.stderr)
         return results
-    iterations = args.iterations * len(options.get("scales") or [1]) * len(results)
+    iterations = _planned_evaluations(args, options) * len(results)
     _info(args, f"{len(results)} image(s) in {seconds:.1f} s: {_rate(iterations, seconds)} image-it/s "
                 f"on {last.device}" if len(results) > 1 else
                 f"done in {seconds:.1f} s, {_rate(last.iterations, seconds)} it/s on {last.device}")
     return results
+
+
+def _planned_evaluations(args, options: dict) -> int:
+    """Evaluations one image plans over all its scales."""
+    return sum(budget for _, budget in scale_schedule(args.size, options.get("scales", DEFAULTS["scales"]), args.iterations,
+                                                      options.get("coarse_iterations")))
 
 
 def _interrupted_message(stops: StopRequests, written: list[Path], results: list, planned: int) -> str:
@@ -430,8 +457,8 @@ def _transfer_inputs(args) -> tuple[list[Path], list[Path], bool]:
     specs, style_specs = (args.contents, given) if args.contents else (given[:1], given[1:])
     if not specs:
         raise StylelabError("no content image: give CONTENT STYLE [STYLE…], or -c CONTENT … STYLE [STYLE…]")
-    if not style_specs:
-        raise StylelabError("no style image: give CONTENT STYLE [STYLE…], or -c CONTENT … STYLE [STYLE…]")
+    if not style_specs and args.style_text is None:
+        raise StylelabError("no style: give CONTENT STYLE [STYLE…], -c CONTENT … STYLE [STYLE…], or --style-text")
     contents = [f for spec in specs for f in image_files(spec, "content")]
     styles = [f for spec in style_specs for f in image_files(spec, "style")]
     folders = any(Path(spec).is_dir() for spec in [*specs, *style_specs])
@@ -443,7 +470,7 @@ def _transfer_outputs(args, contents: list[Path], styles: list[Path], batch: boo
     """One path per result, in the order transfer() returns them (content-major)."""
     if not batch:
         return [check_writable(args.output)]
-    style_names = [s.stem for s in styles] if args.each_style else ["+".join(s.stem for s in styles)]
+    style_names = [s.stem for s in styles] if args.each_style else ["+".join(s.stem for s in styles) or "text"]
     names = [{"content": c.stem, "style": s} for c in contents for s in style_names]
     if "{" in args.output:  # a pattern
         try:
@@ -485,13 +512,16 @@ def cmd_transfer(args) -> int:
     spare_inputs([*outputs, *(Path(p) for p in (args.trace, args.animate) if p)], inputs)
     if args.save_every:
         spare_inputs(frame_files_present(outputs[0]), inputs)
-    if args.scales:
+    if not isinstance(args.scales, str):
         args.size = args.scales[-1]
-    results = _run_transfer(args, contents if batch else contents[0], styles, outputs,
+    results = _run_transfer(args, contents if batch else contents[0], styles or None, outputs,
                             content_layers=args.content_layers, style_layers=args.style_layers, init=args.init,
                             style_blend=args.style_blend, each_style=args.each_style, masks=args.masks,
                             batch_size=args.batch_size, style_scale=args.style_scale,
-                            original_colors=args.original_colors, scales=args.scales, **_loss_options(args))
+                            original_colors=args.original_colors, scales=args.scales,
+                            coarse_iterations=args.coarse_iterations, style_text=args.style_text,
+                            text_weight=args.text_weight, text_model=args.text_model, text_weights=args.text_weights,
+                            text_crops=args.text_crops, **_loss_options(args))
     return args.stops.exit_code  # 0, or 130 / 143 when a signal stopped the run and its image was kept
 
 
@@ -582,7 +612,7 @@ def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> 
 def _run_options(args) -> dict:
     return {"weights": args.weights, "size": args.size, "iterations": args.iterations, "seed": args.seed,
             "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
-            "lbfgs_history": args.lbfgs_history,
+            "lbfgs_history": args.lbfgs_history, "scales": args.scales, "coarse_iterations": args.coarse_iterations,
             **_loss_options(args)}
 
 

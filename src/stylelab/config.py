@@ -24,6 +24,8 @@ class BackboneConfig:
     backbone: Any = "vgg19"  # a registered name, or a built Backbone reused across runs
     weights: str = "pretrained"  # "pretrained", "random" or a checkpoint path
     options: Mapping[str, Any] = field(default_factory=dict)  # the backbone's own, e.g. {"pooling": "avg"}
+    text_model: str | None = None  # the CLIP that reads style_text; None: the backbone's CLIP or ViT-B-32
+    text_weights: str | None = None  # None: random when weights="random", else pretrained
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,17 @@ class LossConfig:
     feature_transform: str = "none"
     gram: str | None = None  # "token": the seed's token Gram (= style_loss="token-gram")
     gram_norm: str | None = None
+    style_text: str | None = None  # a written style (CLIPstyler's losses), alone or with style images
+    text_weight: float = 1.0
+    text_crops: int = 64
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
     optimizer: str = "lbfgs"  # see optimize.OPTIMIZERS
     lr: float | None = None
-    iterations: int = 500  # loss evaluations (per scale)
+    iterations: int = 500  # loss evaluations at the output's size
+    coarse_iterations: int | None = None  # at each smaller scale of a pyramid; None: iterations
     lbfgs_history: int = 100
     tolerance: float = 0.0  # stop once the loss improves by less than this fraction over 20 evaluations
 
@@ -52,7 +58,7 @@ class OptimizerConfig:
 @dataclass(frozen=True)
 class ImageConfig:
     size: int = 512  # long edge of the output
-    scales: Sequence[int] | None = None  # a pyramid; the last is the output's size
+    scales: str | Sequence[int] | None = "auto"  # "auto", "none" (one scale) or a pyramid's sizes
     style_scale: float = 1.0
     style_blend: Sequence[float] | None = None
     each_style: bool = False

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..api import transfer
+from ..api import scale_schedule, transfer
 from ..backbones import Backbone, create_backbone
 from ..callbacks import Chain, ProgressBar
 from ..images import load_image, save_image, write_atomically
@@ -90,7 +90,10 @@ def run_all(specs: Sequence[RunSpec], out_dir: Path, judges: Judges, *, fresh: b
 def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, description: str, quiet: bool,
              log: Callable[[str], None], net: Backbone | None = None) -> dict:
     options = dict(spec.options)
-    bar, curve = ProgressBar(options.get("iterations", 500), description, disable=quiet), CurveRecorder()
+    schedule = scale_schedule(options.get("size", 512), options.get("scales", "auto"), options.get("iterations", 500),
+                              options.get("coarse_iterations"))
+    bar = ProgressBar(sum(budget for _, budget in schedule), description, disable=quiet)
+    curve = CurveRecorder()
     device = resolve_device(options.get("device", "auto"))
     try:
         with PeakMemory(device) as memory:
@@ -117,6 +120,7 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
         "tv_weight": result.loss.tv_weight,
         "size": list(result.image.shape[-2:]),
         "iterations": result.iterations,
+        "mode": run_mode(schedule, options.get("tolerance", 0.0)),
         "seconds": result.seconds,
         "seconds_per_iteration": result.seconds / result.iterations,
         "peak_memory_mib": memory.mib,
@@ -130,6 +134,14 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
     }
     write_atomically(runs_dir / f"{spec.id}.json", lambda tmp: Path(tmp).write_text(json.dumps(record) + "\n"))
     return record
+
+
+def run_mode(schedule: Sequence[tuple[int, int]], tolerance: float) -> str:
+    """"plain" (one scale, fixed evaluations: the seed's method) or the pyramid and the stopping rule."""
+    if len(schedule) == 1 and not tolerance:
+        return "plain"
+    scales = " → ".join(f"{edge}×{budget}" for edge, budget in schedule)
+    return scales + (f", tolerance {tolerance:g}" if tolerance else "")
 
 
 def write_results(out_dir: Path, command: str, device: torch.device, judges: Judges, records: Sequence[dict],
@@ -159,13 +171,13 @@ def runs_table(records: Sequence[dict]) -> str:
     """One Markdown row per run: configuration, time, losses, metrics (↑/↓: which way is better)."""
     from .evaluate import METRICS, format_value
 
-    head = ["run", "backbone", "content layers", "style layers", "device", "time s", "ms/it", "peak MiB",
+    head = ["run", "mode", "backbone", "content layers", "style layers", "device", "time s", "ms/it", "peak MiB",
             "loss", "content", "style"] + [f"{n} {'↑' if METRICS[n][1] else '↓'}" for n in METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in records:
         final = r.get("final") or {}
         peak = r.get("peak_memory_mib")
-        cells = [r["id"], r["backbone"], _layers(r["content_layers"]), _layers(r["style_layers"]),
+        cells = [r["id"], r.get("mode", "plain"), r["backbone"], _layers(r["content_layers"]), _layers(r["style_layers"]),
                  r["environment"]["device"], f"{r['seconds']:.2f}", f"{1000 * r['seconds_per_iteration']:.1f}",
                  "n/a" if peak is None else f"{peak:.0f}", format_value(final.get("loss")),
                  format_value(final.get("content")), format_value(final.get("style"))]

@@ -1,0 +1,184 @@
+"""Time to a finished picture: how long each setting takes to reach the plain method's final loss.
+
+    python bench/time_to_quality.py --sizes 256,512                                      # random VGG19
+    python bench/time_to_quality.py --backbone vgg16 --weights vgg16-hed.pth --sizes 256,512   # trained
+    python bench/time_to_quality.py --sizes 128 --iterations 40 --candidates plain,default     # quick
+
+The **plain run** is single-scale L-BFGS from the content image for --iterations evaluations (500: the seed's
+setting; ``--scales none --tolerance 0``). Its final total loss at the output size is the bar. For every
+candidate (a named set of ``transfer`` options, see CANDIDATES) the bench records the loss of every evaluation
+with the wall time since ``transfer`` was called (targets, image preparation and coarse scales included) and
+reports the time at which the output-size loss first reaches the bar, the final loss, and the pictures side
+by side. Repeats alternate plain and candidates in one process (``--repeats``), so drift hits both alike.
+
+Exploration candidates stop as soon as they reach the bar (``stop_at_bar``); ``default`` (the product's
+defaults) always runs to its own end, since its finish time is what a user waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from stylelab import transfer
+from stylelab.api import as_tensor, scale_schedule
+from stylelab.images import save_image
+from stylelab.optimize import StopOptimization
+from stylelab.samples import sample_content, sample_style
+from stylelab.study.environment import environment
+from stylelab.study.metrics import ssim
+
+PLAIN = {"scales": "none", "tolerance": 0.0}
+# name -> (transfer options, whether the run may stop once it reached the bar)
+CANDIDATES = {
+    "plain": (PLAIN, False),
+    "default": ({}, False),  # the product's defaults: what `stylelab transfer` does with no flags
+    "pyramid-500": ({"scales": "auto", "coarse_iterations": 500, "tolerance": 0.0}, True),
+    "pyramid-200": ({"scales": "auto", "coarse_iterations": 200, "tolerance": 0.0}, True),
+    "pyramid-100": ({"scales": "auto", "coarse_iterations": 100, "tolerance": 0.0}, True),
+    "pyramid-50": ({"scales": "auto", "coarse_iterations": 50, "tolerance": 0.0}, True),
+    "pyramid-200-h20": ({"scales": "auto", "coarse_iterations": 200, "tolerance": 0.0, "lbfgs_history": 20}, True),
+    "pyramid-64-200": ({"scales": "64", "coarse_iterations": 200, "tolerance": 0.0}, True),
+    "plain-h20": ({**PLAIN, "lbfgs_history": 20}, True),
+}
+
+
+def candidate_options(name: str, size: int) -> tuple[dict, bool]:
+    options, stop_at_bar = CANDIDATES[name]
+    options = dict(options)
+    if options.get("scales") == "64":  # a deeper pyramid: from 64 px, doubling
+        edges, edge = [], 64
+        while edge * 2 <= size:
+            edges.append(edge)
+            edge *= 2
+        options["scales"] = [*edges, size]
+    return options, stop_at_bar
+
+
+class Trace:
+    """Every evaluation's loss at the output size, with seconds since the run started; optional stop at a bar."""
+
+    def __init__(self, size: int, start: float, bar: float | None):
+        self.size, self.start, self.bar = size, start, bar
+        self.points: list[tuple[int, float, float]] = []  # (evaluation at this size, seconds, loss)
+        self.evaluations = 0
+
+    def __call__(self, event) -> None:
+        self.evaluations += 1
+        if max(event.image.shape[-2:]) != self.size:
+            return
+        self.points.append((len(self.points) + 1, time.perf_counter() - self.start, event.loss))
+        if self.bar is not None and event.loss <= self.bar:
+            raise StopOptimization
+
+
+def run(name, options, stop_at_bar, bar, content, style, common) -> tuple[dict, torch.Tensor]:
+    start = time.perf_counter()
+    trace = Trace(common["size"], start, bar if stop_at_bar else None)
+    result = transfer(content, style, callback=trace, report_every=1, **{**common, **options})
+    seconds = time.perf_counter() - start
+    reached = next(((k, t) for k, t, loss in trace.points if bar is not None and loss <= bar), None)
+    row = {
+        "candidate": name, "options": {k: v for k, v in options.items()},
+        "schedule": scale_schedule(common["size"], options.get("scales", "auto"), common["iterations"],
+                                   options.get("coarse_iterations")),
+        "seconds": round(seconds, 2), "evaluations": trace.evaluations,
+        "output_size_evaluations": len(trace.points),
+        "final_loss": trace.points[-1][2] if trace.points else None,
+        "best_loss": min(p[2] for p in trace.points) if trace.points else None,
+        "seconds_to_bar": None if reached is None else round(reached[1], 2),
+        "output_size_evaluations_to_bar": None if reached is None else reached[0],
+        "stopped_at_bar": stop_at_bar and reached is not None,
+        "ssim_content": ssim(result.image, content),
+        "trace": [(k, round(t, 3), loss) for k, t, loss in trace.points],
+    }
+    return row, result.image
+
+
+def side_by_side(images: list[torch.Tensor], path: Path) -> None:
+    height = min(i.shape[-2] for i in images)
+    tiles = [torch.nn.functional.interpolate(i, size=(height, round(i.shape[-1] * height / i.shape[-2])),
+                                             mode="bilinear", align_corners=False) for i in images]
+    save_image(torch.cat(tiles, dim=-1), path)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="256,512")
+    p.add_argument("--iterations", type=int, default=500, help="the plain run's evaluations (the bar)")
+    p.add_argument("--candidates", default="default,pyramid-200,pyramid-100",
+                   help=f"comma-separated, from {', '.join(CANDIDATES)} (plain always runs)")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--backbone", default="vgg19")
+    p.add_argument("--weights", default="random")
+    p.add_argument("--content")
+    p.add_argument("--style")
+    p.add_argument("--out", default="bench/results", help="folder for the pictures and the JSON")
+    p.add_argument("--tag", default=None, help="file name stem (default: backbone and weights)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    content = as_tensor(args.content) if args.content else sample_content()
+    style = as_tensor(args.style) if args.style else sample_style()
+    names = [n for n in args.candidates.split(",") if n and n != "plain"]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        print(f"unknown candidate(s) {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = args.tag or f"{args.backbone}-{Path(args.weights).stem}"
+    report = {"environment": environment(torch.device("cpu")), "backbone": args.backbone, "weights": args.weights,
+              "iterations": args.iterations, "repeats": args.repeats, "sizes": {}}
+    for size in [int(s) for s in args.sizes.split(",")]:
+        common = {"backbone": args.backbone, "weights": args.weights, "size": size, "iterations": args.iterations,
+                  "device": "cpu", "seed": 0}
+        rows, pictures = [], {}
+        for repeat in range(args.repeats):  # plain, then each candidate; again
+            plain, picture = run("plain", PLAIN, False, None, content, style, common)
+            bar = plain["final_loss"]
+            plain["seconds_to_bar"] = plain["seconds"]
+            rows.append({**plain, "repeat": repeat, "bar": bar})
+            pictures.setdefault("plain", picture)
+            print(f"{size} px repeat {repeat}: plain {plain['seconds']:.1f} s, loss {bar:.5g}", file=sys.stderr,
+                  flush=True)
+            for name in names:
+                options, stop_at_bar = candidate_options(name, size)
+                row, picture = run(name, options, stop_at_bar, bar, content, style, common)
+                rows.append({**row, "repeat": repeat, "bar": bar})
+                pictures.setdefault(name, picture)
+                print(f"  {name}: to bar {row['seconds_to_bar']} s of plain {plain['seconds']:.1f} s "
+                      f"(final loss {row['final_loss']:.5g}, {row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+        side_by_side(list(pictures.values()), out / f"time-to-quality-{tag}-{size}.jpg")
+        report["sizes"][size] = {"order": list(pictures), "rows": rows}
+        (out / f"time-to-quality-{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(table(report))
+    return 0
+
+
+def table(report: dict) -> str:
+    lines = [f"{report['backbone']} ({report['weights']}), {report['environment']['device']}, torch "
+             f"{report['environment']['torch']}; bar: the plain run's loss after {report['iterations']} evaluations",
+             "", "| size | setting | scales × evaluations | to the plain loss, s | share of plain | total s | "
+             "final loss | SSIM content |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for size, block in report["sizes"].items():
+        plains = {r["repeat"]: r["seconds"] for r in block["rows"] if r["candidate"] == "plain"}
+        for r in block["rows"]:
+            to_bar = r["seconds_to_bar"]
+            share = "–" if to_bar is None else f"{to_bar / plains[r['repeat']]:.2f}"
+            schedule = " → ".join(f"{e}×{b}" for e, b in r["schedule"])
+            lines.append(f"| {size} | {r['candidate']} | {schedule} | {'not reached' if to_bar is None else to_bar} "
+                         f"| {share} | {r['seconds']} | {r['final_loss']:.5g} | {r['ssim_content']:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
