@@ -311,6 +311,23 @@ def build_parser() -> Parser:
     _add_experiment_options(cp, backbone=False)
     cp.set_defaults(run=cmd_compare)
 
+    rp = sub.add_parser("report", help="the seed study's §3 in one command: every figure rerun, a verdict each, "
+                                       "timings beside the seed's, as DIR/index.html", formatter_class=HelpFormatter)
+    rp.add_argument("content", metavar="CONTENT")
+    rp.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s); Fig 3.2 and the remedies use all, "
+                                                               "the sweeps and feature maps the first")
+    rp.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for index.html, report.json and "
+                                                                         "one subfolder per experiment")
+    rp.add_argument("--backbones", metavar="B1,B2,…",
+                    help="more backbones for the Fig 3.2 comparison, e.g. timm:resnet18 (the seed's vgg19, "
+                         "clip-rn50-sequential and clip-rn50 always run)")
+    _add_run_options(rp, d["size"], d["iterations"], backbone=False)
+    weights, = (a for a in rp._actions if a.dest == "weights")
+    weights.metavar, weights.help = "pretrained|random", "pretrained (downloaded once, cached) or random (seeded init)"
+    _add_speed_options(rp)
+    _add_study_options(rp)
+    rp.set_defaults(run=cmd_report)
+
     ev = sub.add_parser("evaluate", help="quality metrics of stylized images (files or folders)",
                         formatter_class=HelpFormatter)
     ev.add_argument("--content", required=True, metavar="FILE|DIR")
@@ -689,6 +706,41 @@ def cmd_compare(args) -> int:
         Path(args.content), styles, backbones, out, options=options, judges=judges, fresh=args.fresh,
         quiet=args.quiet, log=lambda m: _info(args, m)))
     _info(args, f"wrote {', '.join(str(out / n) for n in COMPARE_FILES)} and {len(records)} runs in {out / 'runs'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .study.report import Study, prepare, report_files, run_report
+
+    out = _output_dir(args.output)
+    content, styles = Path(args.content), [Path(s) for s in args.styles]
+    for path in (content, *styles):
+        load_image(path)  # fail on bad inputs before anything runs
+    if args.weights not in ("pretrained", "random"):
+        raise StylelabError(f"report --weights takes pretrained or random, got {args.weights!r}: one checkpoint "
+                            "cannot serve every backbone of the study")
+    extras = list(dict.fromkeys(b.strip() for b in (args.backbones or "").split(",") if b.strip()))
+    for name in extras:
+        get_entry(name)  # unknown names list the registered ones
+    options = {"weights": args.weights, "size": args.size, "iterations": args.iterations, "seed": args.seed,
+               "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
+               "lbfgs_history": args.lbfgs_history, "scales": "none"}  # the seed's plain single-scale run
+    study = Study(content, styles, out, options, extras, fresh=args.fresh, quiet=args.quiet,
+                  log=lambda m: _info(args, m))
+    spare_inputs(report_files(study), [content, *styles])
+    prepare(study)  # every network loads (once, kept for the runs) and every layer exists, before anything is written
+    study.judges = _judges(args)
+    said = tuple(study.judges.unavailable)
+    try:
+        data = run_report(study)
+    except Interrupted as exc:
+        exc.note = f"finished runs are kept in {out}; run the same command again to continue"
+        raise
+    _say_unavailable(args, study.judges, said)
+    if data["random_weights"]:
+        print("stylelab: random weights: the report shows timings and pictures, no verdict on quality",
+              file=sys.stderr)
+    _info(args, f"wrote {out / 'index.html'} ({len(data['sections'])} sections) and {out / 'report.json'}")
     return 0
 
 

@@ -69,9 +69,9 @@ def sets_table(sets: dict[str, dict[str, float | None]]) -> str:
 
 def compare(content: Path, styles: Sequence[Path], backbones: Sequence[str], out_dir: Path, *, options: dict,
             judges: Judges, fresh: bool = False, quiet: bool = False, log: Callable[[str], None] = lambda m: None,
-            cell_height: int = 192) -> list[dict]:
+            cell_height: int = 192, networks: dict | None = None) -> list[dict]:
     specs = compare_specs(content, styles, backbones, options)
-    records = run_all(specs, out_dir, judges, fresh=fresh, quiet=quiet, log=log)
+    records = run_all(specs, out_dir, judges, fresh=fresh, quiet=quiet, log=log, networks=networks)
     content_image = load_image(content)
     cells, captions, row_labels = [], [], []
     for i, style in enumerate(styles):

@@ -64,12 +64,15 @@ def _load_previous(spec: RunSpec, runs_dir: Path, key: str) -> dict | None:
 
 
 def run_all(specs: Sequence[RunSpec], out_dir: Path, judges: Judges, *, fresh: bool = False, quiet: bool = False,
-            log: Callable[[str], None] = lambda m: None) -> list[dict]:
-    """Run (or reuse) every spec in order; returns one JSON-ready record per run."""
+            log: Callable[[str], None] = lambda m: None, networks: dict[tuple, Backbone] | None = None
+            ) -> list[dict]:
+    """Run (or reuse) every spec in order; returns one JSON-ready record per run.
+
+    ``networks`` (keyed by ``network_key``) shares built networks between calls, e.g. a report's experiments."""
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     records = []
-    built: dict[tuple, Backbone] = {}  # each network's weights are loaded once for all its runs
+    built: dict[tuple, Backbone] = {} if networks is None else networks  # weights loaded once for all runs
     for k, spec in enumerate(specs, 1):
         key = spec.key()
         previous = None if fresh else _load_previous(spec, runs_dir, key)
@@ -78,13 +81,23 @@ def run_all(specs: Sequence[RunSpec], out_dir: Path, judges: Judges, *, fresh: b
             records.append(previous)
             continue
         log(f"run {k}/{len(specs)} {spec.id}: {spec.options.get('backbone', 'vgg19')}")
-        options = spec.options
-        net_key = (options.get("backbone", "vgg19"), options.get("weights", "pretrained"), options.get("seed", 0),
-                   options.get("pooling"))
+        net_key = network_key(spec.options)
         if net_key not in built:
             built[net_key] = create_backbone(net_key[0], net_key[1], seed=net_key[2], pooling=net_key[3])
         records.append(_run_one(spec, key, runs_dir, judges, f"run {k}/{len(specs)}", quiet, log, built[net_key]))
     return records
+
+
+def network_key(options: dict) -> tuple:
+    """What identifies a built network among a run's options: (backbone, weights, seed, pooling)."""
+    return (options.get("backbone", "vgg19"), options.get("weights", "pretrained"), options.get("seed", 0),
+            options.get("pooling"))
+
+
+def pending(specs: Sequence[RunSpec], out_dir: Path, fresh: bool = False) -> list[RunSpec]:
+    """The specs that ``run_all`` would run rather than keep."""
+    runs_dir = out_dir / "runs"
+    return [s for s in specs if fresh or _load_previous(s, runs_dir, s.key()) is None]
 
 
 def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, description: str, quiet: bool,

@@ -26,9 +26,10 @@ def sweep_specs(content: Path, style: Path, style_layers: Sequence[str | None], 
 
 def sweep(content: Path, style: Path, out_dir: Path, *, style_layers: Sequence[str | None],
           content_layers: Sequence[str | None], options: dict, judges: Judges, fresh: bool = False,
-          quiet: bool = False, log: Callable[[str], None] = lambda m: None, cell_height: int = 192) -> list[dict]:
+          quiet: bool = False, log: Callable[[str], None] = lambda m: None, cell_height: int = 192,
+          networks: dict | None = None) -> list[dict]:
     specs = sweep_specs(content, style, style_layers, content_layers, options)
-    records = run_all(specs, out_dir, judges, fresh=fresh, quiet=quiet, log=log)
+    records = run_all(specs, out_dir, judges, fresh=fresh, quiet=quiet, log=log, networks=networks)
     by_id = {r["id"]: r for r in records}
     inputs = [load_image(content), load_image(style)]
     cells, captions, row_labels = [], [], []
