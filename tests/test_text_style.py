@@ -147,6 +147,17 @@ def test_text_model_defaults_and_checkpoints(tmp_path, content):
         create_text_model(TINY, "pretrained")
 
 
+def test_pretrained_text_model_offline_is_one_line_within_seconds():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as error:
+        create_text_model("open_clip:ViT-B-32", "pretrained")  # OpenAI's weights, not in the (private) cache
+    assert time.perf_counter() - start < 10
+    message = str(error.value)
+    assert "\n" not in message and "ViT-B-32" in message and "text_weights=random" in message
+
+
 @pytest.mark.parametrize("options, message", [
     ({"style_text": ""}, "style_text= must be words describing the style"),
     ({"style_text": "   "}, "style_text= must be words describing the style"),

@@ -92,7 +92,10 @@ def create_text_model(name: str, weights: str = "pretrained", seed: int = 0) -> 
         if tag is None:
             raise WeightsUnavailableError(f"open_clip has no pretrained weights for {arch}; pass text_weights=PATH "
                                           f"or text_weights=random")
-        state, source = fetch_pretrained(arch, tag)
+        try:
+            state, source = fetch_pretrained(arch, tag)
+        except WeightsUnavailableError as error:  # the hint names the text model's own option
+            raise WeightsUnavailableError(str(error).replace(" weights=", " text_weights=")) from None
     elif weights != "random":
         state, source = read_checkpoint(weights, what), f"checkpoint {weights}"
     model = seeded(lambda: open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu), seed)
