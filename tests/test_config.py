@@ -19,7 +19,7 @@ API_ONLY = {"report_every"}  # the CLI derives it from --trace, frames and the d
 
 def test_the_config_transfer_and_the_cli_name_the_same_options():
     keywords = set(inspect.signature(transfer).parameters) - {"content", "style", "config", "callback", "on_result",
-                                                              "log"}
+                                                              "log", "extra_terms"}
     assert keywords == option_names()
     args = build_parser().parse_args(["transfer", "c.png", "s.png", "-o", "o.png"])
     assert set(vars(args)) - CLI_ONLY == option_names() - API_ONLY

@@ -144,3 +144,22 @@ def test_tolerance_stops_early_and_zero_runs_every_iteration(images):
     assert early.iterations == 21  # the first report after the 20-evaluation window
     with pytest.raises(StylelabError, match="tolerance must be a finite number >= 0"):
         transfer(*images, iterations=2, tolerance=-1.0, **RUN)
+
+
+def test_extra_terms_join_the_objective_and_are_reported(images):
+    """extra_terms(content) -> {name: (image -> (B,), weight)}: added to the total, reported by name, per scale."""
+    content, style = images
+    sizes, seen = [], []
+
+    def terms(scaled_content):
+        sizes.append(tuple(scaled_content.shape[-2:]))
+        target = scaled_content.flip(-1)  # any image-sized target: here the mirrored content
+        return {"mirror": (lambda image: (image - target).pow(2).flatten(1).mean(1), 3.0)}
+
+    transfer(content, style, weights="random", size=64, iterations=3, scales=[32, 64], extra_terms=terms,
+             callback=seen.append, device="cpu", content_weight=1.0, style_weight=2.0)
+    assert sizes == [(24, 32), (48, 64)]  # called once per scale with that scale's content
+    first = seen[0]
+    assert set(first.terms) == {"mirror"} and first.terms["mirror"] > 0
+    assert first.loss == pytest.approx(first.content_loss + 2.0 * first.style_loss + 3.0 * first.terms["mirror"],
+                                       rel=1e-5)

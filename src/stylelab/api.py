@@ -105,7 +105,7 @@ PYRAMID_START = 128  # scales="auto": from this long edge, doubling, up to the o
 SCALE_MODES = ("auto", "none")
 
 
-def scale_schedule(size: int, scales: str | Sequence[int] | None = "auto", iterations: int = 500,
+def scale_schedule(size: int, scales: str | Sequence[int] | None = "none", iterations: int = 500,
                    coarse_iterations: int | None = None) -> list[tuple[int, int]]:
     """(long edge, evaluations) per scale, smallest first; the last is the output's size.
 
@@ -216,7 +216,7 @@ def transfer(
     masks: Sequence[ImageInput] | None = None,
     style_scale: float = 1.0,
     original_colors: str = "none",
-    scales: str | Sequence[int] | None = "auto",
+    scales: str | Sequence[int] | None = "none",
     coarse_iterations: int | None = None,
     style_loss: str = "gram",
     balance: str | None = None,
@@ -241,6 +241,8 @@ def transfer(
     callback: Callable[[ProgressEvent], None] | None = None,
     on_result: Callable[[int, TransferResult], None] | None = None,
     log: Callable[[str], None] | None = None,
+    extra_terms: Callable[[torch.Tensor], Mapping[str, tuple[Callable[[torch.Tensor], torch.Tensor], float]]]
+    | None = None,
 ) -> TransferResult | list[TransferResult]:
     """Gatys et al.'s style transfer of ``style`` onto ``content``; see ``stylize`` for the options.
 
@@ -253,13 +255,18 @@ def transfer(
     finished (index: its place in the returned list), e.g. to save it before the next batch runs.
 
     ``config`` (a ``TransferConfig``) carries every option at once, instead of the keywords.
+
+    ``extra_terms(content)``, called at each scale with the batch's (B, 3, H, W) content, returns more loss terms
+    by name, ``{name: (image -> (B,) loss, weight)}``, added to the objective and reported in ``event.terms``
+    (a video's temporal consistency uses it).
     """
     if config is not None:
         given = {name: value for name, value in locals().items() if name in _OPTION_DEFAULTS
                  and value is not _OPTION_DEFAULTS[name]}
         if given:
             raise StylelabError(f"config carries every option: pass {', '.join(sorted(given))} inside it")
-        return transfer(content, style, **config.options(), callback=callback, on_result=on_result, log=log)
+        return transfer(content, style, **config.options(), callback=callback, on_result=on_result, log=log,
+                        extra_terms=extra_terms)
     validate_size(size)
     for name, value in (("iterations", iterations), ("coarse_iterations", coarse_iterations),
                         ("batch_size", batch_size), ("lbfgs_history", lbfgs_history)):
@@ -364,7 +371,7 @@ def transfer(
         log("scales " + " → ".join(f"{edge} px × {budget}" for edge, budget in schedule) + " evaluations")
     plan = _Plan(schedule, blend, spec, loss, style_scale, init, seed, dev, precision, optimizer, lr,
                  report_every, lbfgs_history, tolerance, mask_ts,
-                 None if text_net is None else _TextPlan(text_net, style_text, text_weight, text_crops))
+                 None if text_net is None else _TextPlan(text_net, style_text, text_weight, text_crops), extra_terms)
     progress = _Progress(sum(budget for _, budget in schedule) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
     torch.manual_seed(seed)
@@ -472,6 +479,7 @@ class _Plan:
     tolerance: float  # stop a scale early when the loss no longer improves by this fraction (0: never)
     masks: list[torch.Tensor] | None  # (1, 1, H, W) per style, any size; resized to each scale's content
     text: _TextPlan | None = None  # a written style (CLIPstyler's losses), alone or with the style images
+    terms: Callable[[torch.Tensor], Mapping[str, tuple[Callable, float]]] | None = None  # more terms per scale
 
 
 GRAMS = ("channel", "token")  # the older way to ask for the seed's token Gram: gram="token"
@@ -521,8 +529,9 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
             plan.text.model, content, plan.text.style_text, crops=plan.text.crops, seed=plan.seed,
             redraw=plan.optimizer == "adam")
         objective = StyleObjective(net, content, style_sets[0] if shared else style_sets, plan.blend, plan.spec,
-                                   style_loss=plan.style_loss, precision=plan.precision, masks=masks, text=text,
-                                   text_weight=0.0 if plan.text is None else plan.text.weight)
+                                   style_loss=plan.style_loss, precision=plan.precision, masks=masks,
+                                   terms={**({} if text is None else {"text": (text, plan.text.weight)}),
+                                          **(plan.terms(content) if plan.terms is not None else {})})
         if image is not None:  # pyramid: the previous scale's result, upsampled, is the start
             x0 = resize(image, hw)
         elif isinstance(plan.init, torch.Tensor):
@@ -551,9 +560,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     feature_transform="none"|"softmax", style_blend (weights of several styles, mixed as Gram statistics),
     masks (one image per style: where on the content that style goes; Gatys et al. 2017's guided Grams),
     style_scale (style size relative to the output), original_colors="none"|"luminance"|"histogram",
-    scales="auto"|"none"|[128, 256, 512] (a pyramid, each scale starting from the previous result; auto: from
-    128 px doubling to ``size``; none: one scale, the plain method), coarse_iterations (evaluations at each scale
-    below the output's; default ``iterations``),
+    scales="none"|"auto"|[128, 256, 512] (none, the default: one scale, the plain method; a pyramid, each scale
+    starting from the previous result; auto: from 128 px doubling up to ``size``; bench/RESULTS.md measures when
+    it pays), coarse_iterations (evaluations at each scale below the output's; default ``iterations``),
     style_loss="gram"|"token-gram"|"mean-cov"|"sliced-wasserstein" (the style statistic), balance="none"|"auto"
     (default: the backbone's; auto divides each layer's term by its target's magnitude), pooling="max"|"avg"
     (VGG), gram="token" (= style_loss="token-gram") and gram_norm="seed"|"none" (the token Gram's scaling),

@@ -60,6 +60,7 @@ class TraceRecorder:
             "content": event.content_loss,
             "style": event.style_loss,
             "tv": event.tv_loss,
+            **event.terms,
             "content_layers": event.content_layers,
             "style_layers": event.style_layers,
         })

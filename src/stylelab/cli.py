@@ -240,9 +240,9 @@ def build_parser() -> Parser:
                    help="luminance: transfer only luminance, keep the content's colours; histogram: match the "
                         "style's colours to the content's first (Gatys et al. 2016)")
     t.add_argument("--scales", type=_scales, default=d["scales"], metavar="auto|none|S1,S2,…|MIN:MAX[:F]",
-                   help="coarse-to-fine pyramid, each scale starting from the previous result: auto (default) from "
-                        "128 px doubling to --size; none: one scale, the plain method; or sizes, e.g. 256,512,1024 "
-                        "or 128:1024:2, whose last replaces --size")
+                   help="none (default): one scale, the plain method; or a coarse-to-fine pyramid, each scale "
+                        "starting from the previous result: auto (from 128 px doubling up to --size) or sizes, e.g. "
+                        "256,512,1024 or 128:1024:2, whose last replaces --size")
     t.add_argument("--coarse-iterations", type=_int_in(1, 10**6), default=d["coarse_iterations"], metavar="N",
                    help="evaluations at each scale below the output's (default: --iterations)")
     t.add_argument("--style-text", default=d["style_text"], metavar="WORDS",

@@ -58,7 +58,7 @@ class OptimizerConfig:
 @dataclass(frozen=True)
 class ImageConfig:
     size: int = 512  # long edge of the output
-    scales: str | Sequence[int] | None = "auto"  # "auto", "none" (one scale) or a pyramid's sizes
+    scales: str | Sequence[int] | None = "none"  # "none" (one scale), "auto" or a pyramid's sizes
     style_scale: float = 1.0
     style_blend: Sequence[float] | None = None
     each_style: bool = False

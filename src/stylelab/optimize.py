@@ -72,11 +72,16 @@ class ProgressEvent:
     content_loss: float
     style_loss: float
     tv_loss: float
-    text_loss: float = 0.0  # the written style's term (unweighted), 0 without style_text
+    terms: dict[str, float] = field(default_factory=dict)  # extra terms (unweighted): "text", "temporal", …
     content_layers: dict[str, float] = field(default_factory=dict)
     style_layers: dict[str, float] = field(default_factory=dict)
     image: Tensor | None = None  # the image(s) just evaluated, (B, 3, H, W) in [0, 1]; do not modify
     per_image: tuple["ProgressEvent", ...] = ()
+
+    @property
+    def text_loss(self) -> float:
+        """The written style's term (unweighted), 0 without one."""
+        return self.terms.get("text", 0.0)
 
 
 class StopOptimization(Exception):
@@ -103,7 +108,7 @@ class StyleObjective:
     def __init__(self, backbone: Backbone, content: Tensor, styles: Sequence[Tensor] | Sequence[Sequence[Tensor]],
                  blend: Sequence[float], spec: LossSpec, *, style_loss: StyleLoss | None = None,
                  precision: str = "fp32", masks: Sequence[Tensor] | None = None,
-                 text: Callable[[Tensor], Tensor] | None = None, text_weight: float = 1.0):
+                 terms: Mapping[str, tuple[Callable[[Tensor], Tensor], float]] | None = None):
         check_feature_transform(spec.feature_transform)
         check_balance(spec.balance)
         per_image = len(styles) > 0 and not isinstance(styles[0], Tensor)  # no styles: a written style alone
@@ -116,7 +121,8 @@ class StyleObjective:
             raise StylelabError(f"masks need one image and one mask per style: {content.shape[0]} image(s), "
                                 f"{len(styles)} style(s), {len(masks)} mask(s)")
         self.backbone, self.spec = backbone, spec
-        self.text, self.text_weight = text, float(text_weight)  # e.g. losses.text.TextStyleLoss: image -> (B,)
+        # Extra terms by name: (image -> (B,) loss, weight), e.g. "text" (losses.text) or a video's "temporal".
+        self.terms = {name: (fn, float(weight)) for name, (fn, weight) in (terms or {}).items()}
         self.style_loss = style_loss or create_style_loss(spec.style_loss)
         if masks is not None:
             require_positions(self.style_loss)
@@ -166,7 +172,7 @@ class StyleObjective:
 
     def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) -> (sum of the B weighted totals, (B, P) detached parts: total, content, style,
-        tv, text, then each content layer and each style layer; ``term_names`` names the columns)."""
+        tv, each extra term, then each content layer and each style layer; ``term_names`` names the columns)."""
         feats = self.features(image, self.layers)
         content_parts = [self.content_part.distance(feats[n], self.content_targets[n]) * self.content_scale[n]
                          for n in self.spec.content_layers]
@@ -178,16 +184,16 @@ class StyleObjective:
         tv = self.tv_part(image)
         total = total_loss(content, style, self.spec.content_weight, self.spec.style_weight)
         total = total + self.spec.tv_weight * tv  # (B,)
-        text = zero if self.text is None else self.text(image)
-        if self.text is not None:
-            total = total + self.text_weight * text
-        parts = torch.stack([total, content + zero, style + zero, tv, text, *content_parts, *style_parts], dim=1)
+        extra = [fn(image) for fn, _ in self.terms.values()]
+        for value, (_, weight) in zip(extra, self.terms.values()):
+            total = total + weight * value
+        parts = torch.stack([total, content + zero, style + zero, tv, *extra, *content_parts, *style_parts], dim=1)
         return total.sum(), parts.detach()
 
     @property
     def term_names(self) -> list[str]:
         """The names of the parts' columns."""
-        return ["total", "content", "style", "tv", "text", *(f"content:{n}" for n in self.spec.content_layers),
+        return ["total", "content", "style", "tv", *self.terms, *(f"content:{n}" for n in self.spec.content_layers),
                 *(f"style:{n}" for n in self.spec.style_layers)]
 
     def style_layer_part(self, name: str, features: Features) -> Tensor:
@@ -297,7 +303,8 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
                 f"{row[1]:.4g}, style {row[2]:.4g}); lower style_weight= or content_weight=, or check the weights"
             )
         if callback is not None:
-            callback(_event(rows[-1], count, iterations, time.perf_counter() - start, names, n_content, x.detach()))
+            callback(_event(rows[-1], count, iterations, time.perf_counter() - start, names, n_content, x.detach(),
+                            list(objective.terms)))
 
     try:
         for count in range(1, iterations + 1):
@@ -322,14 +329,14 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
 
 
 def _event(parts: Tensor, count: int, iterations: int, elapsed: float, names: list[str], n_content: int,
-           image: Tensor) -> ProgressEvent:
+           image: Tensor, extra: list[str]) -> ProgressEvent:
     """(B, P) host losses -> the batch's event (sums) with one event per image when B > 1."""
 
     def make(values: list[float], image: Tensor, per_image=()) -> ProgressEvent:
-        layers = values[5:]
+        layers = values[4 + len(extra):]
         return ProgressEvent(
             iteration=count, iterations=iterations, elapsed=elapsed, loss=values[0], content_loss=values[1],
-            style_loss=values[2], tv_loss=values[3], text_loss=values[4], content_layers=dict(zip(names[:n_content], layers[:n_content])),
+            style_loss=values[2], tv_loss=values[3], terms=dict(zip(extra, values[4:4 + len(extra)])), content_layers=dict(zip(names[:n_content], layers[:n_content])),
             style_layers=dict(zip(names[n_content:], layers[n_content:])), image=image, per_image=per_image,
         )
 

@@ -103,7 +103,7 @@ def pending(specs: Sequence[RunSpec], out_dir: Path, fresh: bool = False) -> lis
 def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, description: str, quiet: bool,
              log: Callable[[str], None], net: Backbone | None = None) -> dict:
     options = dict(spec.options)
-    schedule = scale_schedule(options.get("size", 512), options.get("scales", "auto"), options.get("iterations", 500),
+    schedule = scale_schedule(options.get("size", 512), options.get("scales", "none"), options.get("iterations", 500),
                               options.get("coarse_iterations"))
     bar = ProgressBar(sum(budget for _, budget in schedule), description, disable=quiet)
     curve = CurveRecorder()
