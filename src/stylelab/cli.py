@@ -357,6 +357,41 @@ def build_parser() -> Parser:
     ls = sub.add_parser("layers", help="list a backbone's layers with channels and stride (any name; no download)")
     ls.add_argument("backbone", metavar="BACKBONE")
     ls.set_defaults(run=cmd_layers)
+
+    from .video import FIRST_FRAME_INITS, FRAME_ITERATIONS
+    from .video.flow import FLOW_PRESETS
+    from .video.temporal import TEMPORAL_WEIGHT
+    vd = sub.add_parser("video", help="stylize a video, steady from frame to frame through optical flow "
+                                      "(Ruder et al. 2016); resumable", formatter_class=HelpFormatter)
+    vd.add_argument("video", metavar="VIDEO", help="input video (what FFmpeg reads: .mp4, .mov, .mkv, …)")
+    vd.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s); several are blended (--style-blend)")
+    vd.add_argument("-o", "--output", required=True, metavar="OUT.mp4",
+                    help="H.264 video (.mp4, .mkv, .mov) at the input's frame rate, its audio copied; the frames are "
+                         "kept in OUT.frames/ so that a rerun continues")
+    _add_run_options(vd, d["size"], d["iterations"])
+    next(a for a in vd._actions if a.dest == "iterations").help = "loss evaluations for the first frame"
+    vd.add_argument("--frame-iterations", type=_int_in(1, 10**6), default=FRAME_ITERATIONS, metavar="N",
+                    help="evaluations for each later frame (it starts from the previous result, warped)")
+    vd.add_argument("--temporal-weight", type=_nonneg_float, default=TEMPORAL_WEIGHT, metavar="GAMMA",
+                    help="γ of the temporal loss, the squared difference to the warped previous frame where the "
+                         "flow is consistent (0: off; default: %(default)s, Ruder et al.'s γ/α = 200 in our units, "
+                         "see the README)")
+    vd.add_argument("--frames", type=_frame_range, metavar="A:B",
+                    help="stylize only frames A to B (1-based, inclusive; A: or :B open); the video is written "
+                         "once every frame is in OUT.frames/")
+    vd.add_argument("--flow", choices=FLOW_PRESETS, default="medium", help="DIS optical flow preset")
+    vd.add_argument("--fresh", action="store_true", help="discard the frames of an earlier run in OUT.frames/")
+    _add_speed_options(vd)
+    _add_loss_options(vd)
+    vd.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
+                    help="blend weights of the styles, normalized to sum 1 (default: equal)")
+    vd.add_argument("--style-scale", type=_pos_float, default=d["style_scale"], metavar="S",
+                    help="style size relative to the output: 2 = larger brush strokes, 0.5 = finer")
+    vd.add_argument("--original-colors", choices=ORIGINAL_COLORS, default=d["original_colors"],
+                    help="keep each frame's colours: luminance or histogram, as in transfer")
+    vd.add_argument("--init", choices=FIRST_FRAME_INITS, default="content",
+                    help="the first frame's starting image (later frames start from the warped previous result)")
+    vd.set_defaults(run=cmd_video)
     for command in sub.choices.values():  # library messages name parameters; each command words them as its flags
         command.set_defaults(parameter_flags={a.dest: a.option_strings[-1] for a in command._actions
                                               if a.option_strings and a.dest != "help"})
@@ -815,6 +850,48 @@ def cmd_layers(args) -> int:
     print(f"# default style layers: {defaults}")
     print(f"# default content layers: {', '.join(net.default_content_layers)}")
     return 0
+
+
+def _frame_range(text: str) -> tuple[int | None, int | None]:
+    """"A:B" (1-based, inclusive), "A:" (to the end), ":B" or "N" (one frame) -> (first, last), None = open."""
+    parts = text.split(":")
+    try:
+        if len(parts) > 2 or not any(parts):
+            raise ValueError
+        values = [int(p) if p.strip() else None for p in (parts if len(parts) == 2 else parts * 2)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A:B, A:, :B or N (frame numbers from 1), got {text!r}") from None
+    if any(v is not None and v < 1 for v in values) or (None not in values and values[0] > values[1]):
+        raise argparse.ArgumentTypeError(f"frames are numbered from 1 and A <= B, got {text}")
+    return values[0], values[1]
+
+
+def cmd_video(args) -> int:
+    from .video.run import frame_files, plan_video, run_video
+
+    options = {"style_blend": args.style_blend, "style_scale": args.style_scale,
+               "original_colors": args.original_colors, "content_layers": args.content_layers,
+               "style_layers": args.style_layers, "device": args.device, "precision": args.precision,
+               "channels_last": args.channels_last, "lbfgs_history": args.lbfgs_history, **_loss_options(args)}
+    plan = plan_video(args.video, args.styles, args.output, size=args.size, iterations=args.iterations,
+                      frame_iterations=args.frame_iterations, temporal_weight=args.temporal_weight,
+                      frames=args.frames, flow=args.flow, init=args.init, fresh=args.fresh, backbone=args.backbone,
+                      weights=args.weights, seed=args.seed, **options)  # every check; nothing written yet
+    if "random init" in plan.net.weights_source:  # always said, even with --quiet
+        print(f"backbone {plan.net.name}: weights {plan.net.weights_source} — not pretrained: features are random, "
+              "results show texture only", file=sys.stderr)
+    h, w = plan.size
+    _info(args, f"{args.video}: {plan.info.frames} frames at {float(plan.info.rate):.4g} fps, stylized at {w}x{h}"
+                f"{'' if plan.whole else f'; frames {plan.first} to {plan.last}'}")
+    try:
+        run = run_video(plan, quiet=args.quiet, stops=args.stops, log=lambda m: _info(args, m))
+    except Interrupted as exc:
+        exc.note = f"finished frames are kept in {plan.cache}; run the same command again to continue"
+        raise
+    if run.stopped:
+        print(f"stylelab: interrupted; {len(frame_files(plan.cache))} frame(s) kept in {plan.cache}, the one in progress "
+              "dropped; run the same command again to continue", file=sys.stderr)
+    return args.stops.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
