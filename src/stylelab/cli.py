@@ -228,6 +228,9 @@ def build_parser() -> Parser:
                    help="one output per (content, style) pair instead of one blend of all styles")
     t.add_argument("--batch-size", type=_int_in(1, 4096), default=d["batch_size"], metavar="N",
                    help="images optimized together on the device (same-size images share a batch)")
+    t.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="spread several outputs over Ray workers (one per GPU, else per CPU): alone a local Ray, "
+                        "with HOST:PORT a cluster (see 'ray start'); outputs on disk are skipped")
     _add_loss_options(t)
     t.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
                    help="blend weights of the styles, normalized to sum 1 (default: equal)")
@@ -381,6 +384,9 @@ def build_parser() -> Parser:
                          "once every frame is in OUT.frames/")
     vd.add_argument("--flow", choices=FLOW_PRESETS, default="medium", help="DIS optical flow preset")
     vd.add_argument("--fresh", action="store_true", help="discard the frames of an earlier run in OUT.frames/")
+    vd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="stylize several videos (VIDEO VIDEO… STYLE…, -o a folder: OUT/NAME.mp4) on Ray workers, "
+                         "one per GPU: alone a local Ray, with HOST:PORT a cluster; videos on disk are skipped")
     _add_speed_options(vd)
     _add_loss_options(vd)
     vd.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
@@ -566,6 +572,8 @@ def cmd_transfer(args) -> int:
         spare_inputs(frame_files_present(outputs[0]), inputs)
     if not isinstance(args.scales, str):
         args.size = args.scales[-1]
+    if args.ray:
+        return _transfer_on_ray(args, contents, styles, outputs, batch)
     results = _run_transfer(args, contents if batch else contents[0], styles or None, outputs,
                             content_layers=args.content_layers, style_layers=args.style_layers, init=args.init,
                             style_blend=args.style_blend, each_style=args.each_style, masks=args.masks,
@@ -575,6 +583,30 @@ def cmd_transfer(args) -> int:
                             text_weight=args.text_weight, text_model=args.text_model, text_weights=args.text_weights,
                             text_crops=args.text_crops, **_loss_options(args))
     return args.stops.exit_code  # 0, or 130 / 143 when a signal stopped the run and its image was kept
+
+
+def _transfer_on_ray(args, contents: list[Path], styles: list[Path], outputs: list[Path], batch: bool) -> int:
+    """cmd_transfer's run spread over Ray: the same transfer() options, each output written once by its worker."""
+    from .distributed import run_transfer
+
+    if not batch:
+        raise StylelabError("--ray spreads several outputs: give a folder or several contents (and -o a folder "
+                            "or pattern)")
+    if args.animate or args.save_every or args.trace:
+        raise StylelabError("--animate, --save-every and --trace follow one run on this machine: not with --ray")
+    options = dict(backbone=args.backbone, weights=args.weights, size=args.size, iterations=args.iterations,
+                   device=args.device, seed=args.seed, precision=args.precision, channels_last=args.channels_last,
+                   lbfgs_history=args.lbfgs_history, content_layers=args.content_layers,
+                   style_layers=args.style_layers, init=args.init, style_blend=args.style_blend,
+                   each_style=args.each_style, masks=args.masks, style_scale=args.style_scale,
+                   original_colors=args.original_colors, scales=args.scales,
+                   coarse_iterations=args.coarse_iterations, style_text=args.style_text,
+                   text_weight=args.text_weight, text_model=args.text_model, text_weights=args.text_weights,
+                   text_crops=args.text_crops, **_loss_options(args))
+    made = run_transfer(args.ray, contents, styles or None, outputs, options, batch_size=args.batch_size,
+                        bit_depth=args.bit_depth, quiet=args.quiet, info=lambda m: _info(args, m))
+    _info(args, f"wrote {made} image(s) on Ray; {len(outputs) - made} were there already")
+    return 0
 
 
 def _loss_options(args) -> dict:
@@ -869,6 +901,8 @@ def _frame_range(text: str) -> tuple[int | None, int | None]:
 def cmd_video(args) -> int:
     from .video.run import frame_files, plan_video, run_video
 
+    if args.ray:
+        return _videos_on_ray(args)
     options = {"style_blend": args.style_blend, "style_scale": args.style_scale,
                "original_colors": args.original_colors, "content_layers": args.content_layers,
                "style_layers": args.style_layers, "device": args.device, "precision": args.precision,
@@ -892,6 +926,40 @@ def cmd_video(args) -> int:
         print(f"stylelab: interrupted; {len(frame_files(plan.cache))} frame(s) kept in {plan.cache}, the one in progress "
               "dropped; run the same command again to continue", file=sys.stderr)
     return args.stops.exit_code
+
+
+def _videos_on_ray(args) -> int:
+    """video --ray: VIDEO VIDEO… STYLE…, one Ray task per video, each to OUT/<stem>.mp4; checked here first."""
+    from .distributed import run_videos
+    from .images import IMAGE_SUFFIXES
+
+    given = [args.video, *args.styles]
+    split = next((i for i, a in enumerate(given) if Path(a).suffix.lower() in IMAGE_SUFFIXES), len(given))
+    videos, styles = [Path(v) for v in given[:split]], given[split:]
+    if not styles:
+        raise StylelabError("no style image: give VIDEO [VIDEO…] STYLE [STYLE…]")
+    folder = Path(args.output)
+    if folder.suffix and not folder.is_dir() and len(videos) == 1:
+        outputs = [folder]
+    elif folder.exists() and not folder.is_dir():
+        raise StylelabError(f"with several videos -o must be a folder; {folder} is a file")
+    else:
+        outputs = [folder / f"{v.stem}.mp4" for v in videos]
+    if len(set(outputs)) < len(outputs):
+        raise StylelabError("two videos have the same name: their outputs would collide in " + str(folder))
+    options = {"size": args.size, "iterations": args.iterations, "frame_iterations": args.frame_iterations,
+               "temporal_weight": args.temporal_weight, "frames": args.frames, "flow": args.flow, "init": args.init,
+               "fresh": args.fresh, "backbone": args.backbone, "weights": args.weights, "seed": args.seed,
+               "style_blend": args.style_blend, "style_scale": args.style_scale,
+               "original_colors": args.original_colors, "content_layers": args.content_layers,
+               "style_layers": args.style_layers, "device": args.device, "precision": args.precision,
+               "channels_last": args.channels_last, "lbfgs_history": args.lbfgs_history, **_loss_options(args)}
+    for video in videos:  # a missing video or a bad option: one line now, not a failed task later
+        if not video.is_file():
+            raise StylelabError(f"no such video: {video}")
+    made = run_videos(args.ray, videos, styles, outputs, options, quiet=args.quiet, info=lambda m: _info(args, m))
+    _info(args, f"wrote {made} video(s) on Ray; {len(videos) - made} were there already")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
