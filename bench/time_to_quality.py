@@ -18,6 +18,7 @@ defaults) always runs to its own end, since its finish time is what a user waits
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -34,6 +35,7 @@ from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
 
 PLAIN = {"scales": "none", "tolerance": 0.0}
+DEFAULT_SCALES = inspect.signature(transfer).parameters["scales"].default
 # name -> (transfer options, whether the run may stop once it reached the bar)
 CANDIDATES = {
     "plain": (PLAIN, False),
@@ -45,6 +47,8 @@ CANDIDATES = {
     "pyramid-200-h20": ({"scales": "auto", "coarse_iterations": 200, "tolerance": 0.0, "lbfgs_history": 20}, True),
     "pyramid-64-200": ({"scales": "64", "coarse_iterations": 200, "tolerance": 0.0}, True),
     "plain-h20": ({**PLAIN, "lbfgs_history": 20}, True),
+    "plain-h300": ({**PLAIN, "lbfgs_history": 300}, True),
+    "tolerance-0.005": ({**PLAIN, "tolerance": 0.005}, False),  # stops by itself: its finish is what a user waits
 }
 
 
@@ -61,10 +65,11 @@ def candidate_options(name: str, size: int) -> tuple[dict, bool]:
 
 
 class Trace:
-    """Every evaluation's loss at the output size, with seconds since the run started; optional stop at a bar."""
+    """Every evaluation's loss at the output size, with seconds since the run started; optional stop at a bar
+    or after ``give_up`` seconds (an exploration candidate that is already too slow)."""
 
-    def __init__(self, size: int, start: float, bar: float | None):
-        self.size, self.start, self.bar = size, start, bar
+    def __init__(self, size: int, start: float, bar: float | None, give_up: float | None = None):
+        self.size, self.start, self.bar, self.give_up = size, start, bar, give_up
         self.points: list[tuple[int, float, float]] = []  # (evaluation at this size, seconds, loss)
         self.evaluations = 0
 
@@ -75,29 +80,43 @@ class Trace:
         self.points.append((len(self.points) + 1, time.perf_counter() - self.start, event.loss))
         if self.bar is not None and event.loss <= self.bar:
             raise StopOptimization
+        if self.give_up is not None and self.points[-1][1] > self.give_up:
+            raise StopOptimization
 
 
-def run(name, options, stop_at_bar, bar, content, style, common) -> tuple[dict, torch.Tensor]:
+def run(name, options, stop_at_bar, bar, content, style, common, give_up=None) -> tuple[dict, torch.Tensor]:
     start = time.perf_counter()
-    trace = Trace(common["size"], start, bar if stop_at_bar else None)
+    trace = Trace(common["size"], start, bar if stop_at_bar else None, give_up if stop_at_bar else None)
     result = transfer(content, style, callback=trace, report_every=1, **{**common, **options})
     seconds = time.perf_counter() - start
     reached = next(((k, t) for k, t, loss in trace.points if bar is not None and loss <= bar), None)
     row = {
         "candidate": name, "options": {k: v for k, v in options.items()},
-        "schedule": scale_schedule(common["size"], options.get("scales", "auto"), common["iterations"],
+        "schedule": scale_schedule(common["size"], options.get("scales", DEFAULT_SCALES), common["iterations"],
                                    options.get("coarse_iterations")),
         "seconds": round(seconds, 2), "evaluations": trace.evaluations,
         "output_size_evaluations": len(trace.points),
         "final_loss": trace.points[-1][2] if trace.points else None,
         "best_loss": min(p[2] for p in trace.points) if trace.points else None,
         "seconds_to_bar": None if reached is None else round(reached[1], 2),
+        "seconds_to_within": {f"{margin:g}": first_below(trace.points, bar * (1 + margin))
+                              for margin in MARGINS} if bar is not None else {},
         "output_size_evaluations_to_bar": None if reached is None else reached[0],
         "stopped_at_bar": stop_at_bar and reached is not None,
+        "gave_up": bool(stop_at_bar and reached is None and give_up and trace.points
+                        and trace.points[-1][1] > give_up),
+        "best_over_bar": None if bar is None or not trace.points else min(p[2] for p in trace.points) / bar,
         "ssim_content": ssim(result.image, content),
         "trace": [(k, round(t, 3), loss) for k, t, loss in trace.points],
     }
     return row, result.image
+
+
+MARGINS = (0.01, 0.02, 0.05)  # also reported: the time to within 1 %, 2 %, 5 % of the bar
+
+
+def first_below(points, level: float) -> float | None:
+    return next((round(t, 2) for _, t, loss in points if loss <= level), None)
 
 
 def side_by_side(images: list[torch.Tensor], path: Path) -> None:
@@ -114,6 +133,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--candidates", default="default,pyramid-200,pyramid-100",
                    help=f"comma-separated, from {', '.join(CANDIDATES)} (plain always runs)")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--give-up", type=float, default=None, metavar="SHARE",
+                   help="stop an exploration candidate once it ran SHARE × the plain run's time without reaching "
+                        "the bar (default: never)")
     p.add_argument("--backbone", default="vgg19")
     p.add_argument("--weights", default="random")
     p.add_argument("--content")
@@ -146,17 +168,22 @@ def main(argv=None) -> int:
             plain, picture = run("plain", PLAIN, False, None, content, style, common)
             bar = plain["final_loss"]
             plain["seconds_to_bar"] = plain["seconds"]
+            plain["seconds_to_within"] = {f"{m:g}": first_below(plain["trace"], bar * (1 + m)) for m in MARGINS}
             rows.append({**plain, "repeat": repeat, "bar": bar})
             pictures.setdefault("plain", picture)
             print(f"{size} px repeat {repeat}: plain {plain['seconds']:.1f} s, loss {bar:.5g}", file=sys.stderr,
                   flush=True)
             for name in names:
                 options, stop_at_bar = candidate_options(name, size)
-                row, picture = run(name, options, stop_at_bar, bar, content, style, common)
+                give_up = None if args.give_up is None else args.give_up * plain["seconds"]
+                row, picture = run(name, options, stop_at_bar, bar, content, style, common, give_up)
                 rows.append({**row, "repeat": repeat, "bar": bar})
                 pictures.setdefault(name, picture)
                 print(f"  {name}: to bar {row['seconds_to_bar']} s of plain {plain['seconds']:.1f} s "
-                      f"(final loss {row['final_loss']:.5g}, {row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+                      f"(final loss {row['final_loss']:.5g}, best/bar {row['best_over_bar']:.4f}, "
+                      f"{row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+                report["sizes"][size] = {"order": list(pictures), "rows": rows}
+                (out / f"time-to-quality-{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
         side_by_side(list(pictures.values()), out / f"time-to-quality-{tag}-{size}.jpg")
         report["sizes"][size] = {"order": list(pictures), "rows": rows}
         (out / f"time-to-quality-{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -167,8 +194,8 @@ def main(argv=None) -> int:
 def table(report: dict) -> str:
     lines = [f"{report['backbone']} ({report['weights']}), {report['environment']['device']}, torch "
              f"{report['environment']['torch']}; bar: the plain run's loss after {report['iterations']} evaluations",
-             "", "| size | setting | scales × evaluations | to the plain loss, s | share of plain | total s | "
-             "final loss | SSIM content |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "", "| size | setting | scales × evaluations | to the plain loss, s | share of plain | to within 1 / 2 / 5 %, "
+             "s | total s | final loss | SSIM content |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for size, block in report["sizes"].items():
         plains = {r["repeat"]: r["seconds"] for r in block["rows"] if r["candidate"] == "plain"}
         for r in block["rows"]:
@@ -176,7 +203,8 @@ def table(report: dict) -> str:
             share = "–" if to_bar is None else f"{to_bar / plains[r['repeat']]:.2f}"
             schedule = " → ".join(f"{e}×{b}" for e, b in r["schedule"])
             lines.append(f"| {size} | {r['candidate']} | {schedule} | {'not reached' if to_bar is None else to_bar} "
-                         f"| {share} | {r['seconds']} | {r['final_loss']:.5g} | {r['ssim_content']:.3f} |")
+                         f"| {share} | {' / '.join(str(v) for v in r['seconds_to_within'].values())} "
+                         f"| {r['seconds']} | {r['final_loss']:.5g} | {r['ssim_content']:.3f} |")
     return "\n".join(lines)
 
 
