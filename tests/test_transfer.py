@@ -90,7 +90,7 @@ def test_layer_defaults_follow_the_channel_rule():
     (dict(content_layers=""), "empty"),
     (dict(optimizer="sgd"), "unknown optimizer 'sgd'; choose lbfgs, adam"),
     (dict(size=0), "size must be"),
-    (dict(iterations=0), "iterations must be"),
+    (dict(iterations=0), "iterations= must be"),
     (dict(style_weight=float("inf")), "style weight must be a finite number"),
     (dict(init="sideways.png"), "image not found"),
     (dict(device="tpu"), "unknown device 'tpu'"),
