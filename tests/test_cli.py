@@ -120,7 +120,7 @@ def _nan_checkpoint(path):
 BAD = {
     "missing content": (["{tmp}/nope.png", "{style}"], "not found"),
     "folder without images": (["{nothing}", "{style}"], "no images"),
-    "no style": (["-c", "{content}"], "no style image"),
+    "no style": (["-c", "{content}"], "no style: give CONTENT STYLE"),
     "batch output is a file": (["-c", "{content}", "-c", "{style}", "{style}", "-o", "{text}"], "is a file"),
     "batch pattern": (["-c", "{content}", "-c", "{style}", "{style}", "-o", "{tmp}/{{colour}}.png"],
                       "use only {content} and {style}"),
