@@ -566,7 +566,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     style_loss="gram"|"token-gram"|"mean-cov"|"sliced-wasserstein" (the style statistic), balance="none"|"auto"
     (default: the backbone's; auto divides each layer's term by its target's magnitude), pooling="max"|"avg"
     (VGG), gram="token" (= style_loss="token-gram") and gram_norm="seed"|"none" (the token Gram's scaling),
-    init="content"|"random"|"style-stats"|image, seed, device,
+    init="content"|"random"|"style-stats"|image, style_text="a watercolor painting" (a written style, CLIPstyler's
+    losses; ``style`` may then be None) with text_weight, text_model="open_clip:ARCH[:TAG]", text_weights and
+    text_crops, seed, device,
     precision="fp32"|"tf32"|"bf16" (tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
     channels_last (NHWC convolutions), tolerance (stop a scale once the loss improves by less than this fraction
     over 20 evaluations; 0: exactly ``iterations``), lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
