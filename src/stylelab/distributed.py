@@ -11,6 +11,7 @@ per CPU. ``pip install 'stylelab[ray]'``; the same stylelab must be installed on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -197,6 +198,18 @@ def _gather(ray, refs: list, total: int, skipped: int, quiet: bool, unit: str) -
     return made
 
 
+@contextlib.contextmanager
+def _session(address: str | None):
+    """Ray joined for one run (``connect``), shut down after it if this run started it."""
+    ray = _ray()
+    started = connect(address)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_transfer(address: str | None, contents: Sequence[Path], style, outputs: Sequence[Path], options: dict, *,
                  batch_size: int, bit_depth: int = 8, quiet: bool = False,
                  info: Callable[[str], None] = lambda m: None) -> int:
@@ -208,9 +221,7 @@ def run_transfer(address: str | None, contents: Sequence[Path], style, outputs: 
         info(f"{skipped} of {len(outputs)} output(s) exist: skipped")
     if not tasks:
         return 0
-    ray = _ray()
-    started = connect(address)
-    try:
+    with _session(address) as ray:
         remote = ray.remote(max_retries=RETRIES, **_resources(ray))(_transfer_task)
         style = [str(s) for s in style] if isinstance(style, (list, tuple)) else style
         options = {**options, "batch_size": batch_size}
@@ -218,9 +229,6 @@ def run_transfer(address: str | None, contents: Sequence[Path], style, outputs: 
         info(f"{len(tasks)} task(s) on Ray ({_where(ray)})")
         refs = [(remote.remote(c, o, style, options, bit_depth, fault), len(o)) for c, o in tasks]
         return _gather(ray, refs, len(outputs), skipped, quiet, "img")
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def run_videos(address: str | None, videos: Sequence[Path], styles: Sequence[Path], outputs: Sequence[Path],
@@ -231,17 +239,12 @@ def run_videos(address: str | None, videos: Sequence[Path], styles: Sequence[Pat
         info(f"{len(videos) - len(todo)} of {len(videos)} video(s) exist: skipped")
     if not todo:
         return 0
-    ray = _ray()
-    started = connect(address)
-    try:
+    with _session(address) as ray:
         remote = ray.remote(max_retries=RETRIES, **_resources(ray))(_video_task)
         fault = os.environ.get(FAULT_ENV)
         info(f"{len(todo)} video(s) on Ray ({_where(ray)})")
         refs = [(remote.remote(str(v), [str(s) for s in styles], str(o), options, fault), 1) for v, o in todo]
         return _gather(ray, refs, len(videos), len(videos) - len(todo), quiet, "video")
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _where(ray) -> str:
