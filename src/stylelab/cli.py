@@ -192,6 +192,15 @@ def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
                    help="token Gram: divide by the embedding size as the seed's code (default) or none")
 
 
+def _add_style_mix_options(p: argparse.ArgumentParser) -> None:
+    """How several styles mix and how large they are: transfer's and video's."""
+    d = DEFAULTS
+    p.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
+                   help="blend weights of the styles, normalized to sum 1 (default: equal)")
+    p.add_argument("--style-scale", type=_pos_float, default=d["style_scale"], metavar="S",
+                   help="style size relative to the output: 2 = larger brush strokes, 0.5 = finer")
+
+
 def _add_experiment_options(p: argparse.ArgumentParser, backbone: bool = True) -> None:
     """sweep and compare: a transfer's options (layers excepted: the experiment sets them) plus the judges."""
     _add_run_options(p, DEFAULTS["size"], DEFAULTS["iterations"], backbone=backbone)
@@ -232,13 +241,10 @@ def build_parser() -> Parser:
                    help="spread several outputs over Ray workers (one per GPU, else per CPU): alone a local Ray, "
                         "with HOST:PORT a cluster (see 'ray start'); outputs on disk are skipped")
     _add_loss_options(t)
-    t.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
-                   help="blend weights of the styles, normalized to sum 1 (default: equal)")
+    _add_style_mix_options(t)
     t.add_argument("--mask", dest="masks", action="append", metavar="MASK",
                    help="one per STYLE, in order: where on the content that style goes (white), resized to the "
                         "content; spatial control by guided Grams (Gatys et al. 2017)")
-    t.add_argument("--style-scale", type=_pos_float, default=d["style_scale"], metavar="S",
-                   help="style size relative to the output: 2 = larger brush strokes, 0.5 = finer")
     t.add_argument("--original-colors", choices=ORIGINAL_COLORS, default=d["original_colors"],
                    help="luminance: transfer only luminance, keep the content's colours; histogram: match the "
                         "style's colours to the content's first (Gatys et al. 2016)")
@@ -389,10 +395,7 @@ def build_parser() -> Parser:
                          "one per GPU: alone a local Ray, with HOST:PORT a cluster; videos on disk are skipped")
     _add_speed_options(vd)
     _add_loss_options(vd)
-    vd.add_argument("--style-blend", type=_weights_list, default=d["style_blend"], metavar="W1,W2,…",
-                    help="blend weights of the styles, normalized to sum 1 (default: equal)")
-    vd.add_argument("--style-scale", type=_pos_float, default=d["style_scale"], metavar="S",
-                    help="style size relative to the output: 2 = larger brush strokes, 0.5 = finer")
+    _add_style_mix_options(vd)
     vd.add_argument("--original-colors", choices=ORIGINAL_COLORS, default=d["original_colors"],
                     help="keep each frame's colours: luminance or histogram, as in transfer")
     vd.add_argument("--init", choices=FIRST_FRAME_INITS, default="content",
