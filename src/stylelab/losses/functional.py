@@ -30,6 +30,24 @@ def gram_matrix(features: Tensor) -> Tensor:
     return torch.bmm(features, features.transpose(1, 2))
 
 
+class _NormalizedGram(torch.autograd.Function):
+    """G/M with a backward of one matrix product: d(F·Fᵀ/M)/dF applied to dG is (dG + dGᵀ)·F / M.
+
+    Autograd would differentiate bmm(F, Fᵀ) as two products (dG·F and (Fᵀ·dG)ᵀ) plus their sum, each an
+    (N, M) pass over the features; the division by M is taken on the small (N, N) side. Same arithmetic.
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor) -> Tensor:
+        ctx.save_for_backward(features)
+        return torch.bmm(features, features.transpose(1, 2)) / features.shape[-1]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (features,) = ctx.saved_tensors
+        return torch.bmm((grad + grad.transpose(1, 2)) / features.shape[-1], features)
+
+
 def normalized_gram(features: Tensor) -> Tensor:
     """G / M: the Gram matrix of eq. 2.2 averaged over the M positions.
 
@@ -38,7 +56,8 @@ def normalized_gram(features: Tensor) -> Tensor:
     differs from the output's (each Gram is divided by its own M). Dividing before
     subtracting also keeps fp32 well inside its range at high resolution.
     """
-    return gram_matrix(features) / features.shape[-1]
+    _check_rank("features", features, 3, "(B, N, M)")
+    return _NormalizedGram.apply(features)
 
 
 def masked_gram(features: Tensor, weights: Tensor) -> Tensor:
