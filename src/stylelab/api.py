@@ -24,6 +24,7 @@ from .colour import (
     check_original_colors, luminance_image, match_color_histogram, match_luminance, style_stats_noise,
     with_content_chrominance,
 )
+from .backbones.convolution import check_convolution, use_convolution
 from .backbones.clip_text import TextImageModel, check_text_model, create_text_model, default_text_model
 from .losses import StyleLoss, TokenGramLoss, create_style_loss, require_positions
 from .losses.text import CROPS as TEXT_CROPS, TextStyleLoss, check_style_text
@@ -233,6 +234,7 @@ def transfer(
     device: str | torch.device = "auto",
     precision: str = "fp32",
     channels_last: bool = False,
+    convolution: str = "auto",
     batch_size: int = 8,
     lbfgs_history: int = 100,
     tolerance: float = 0.0,
@@ -290,6 +292,7 @@ def transfer(
         init = as_tensor(init)  # a path: fail now, before any weights are loaded
     dev = resolve_device(device)
     check_precision(precision, dev)
+    check_convolution(convolution, dev)
     log = log or (lambda message: None)
 
     batch = isinstance(content, (list, tuple))
@@ -346,6 +349,7 @@ def transfer(
     if not isinstance(backbone, Backbone):  # a caller's backbone may serve deeper layers in its next run
         net.truncate([*c_layers, *s_layers])
     net.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    use_convolution(net, convolution)  # per run: a caller's backbone may have served another setting before
     spec = LossSpec(
         content_layers=c_layers,
         style_layers=s_layers,
@@ -570,8 +574,10 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     losses; ``style`` may then be None) with text_weight, text_model="open_clip:ARCH[:TAG]", text_weights and
     text_crops, seed, device,
     precision="fp32"|"tf32"|"bf16" (tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
-    channels_last (NHWC convolutions), tolerance (stop a scale once the loss improves by less than this fraction
-    over 20 evaluations; 0: exactly ``iterations``), lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
+    channels_last (NHWC convolutions), convolution="auto"|"direct"|"winograd" (3×3 convolutions by Winograd's
+    algorithm on the CPU where it pays, else PyTorch's own; see ``backbones.convolution``), tolerance (stop a
+    scale once the loss improves by less than this fraction over 20 evaluations; 0: exactly ``iterations``),
+    lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
     callback(ProgressEvent) called every ``report_every`` evaluations
     (default 1, 10 on CUDA). For several contents at once use ``transfer`` with a list.
     """

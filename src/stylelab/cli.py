@@ -26,6 +26,7 @@ from .images import (
     side_by_side, spare_inputs, write_atomically,
 )
 from .layerspec import parse_layer_spec
+from .backbones.convolution import CONVOLUTIONS, check_convolution
 from .runtime import PRECISIONS, check_precision, resolve_device, strict_fp32
 from .study.environment import environment
 from .losses import STYLE_LOSSES, TokenGramLoss
@@ -138,8 +139,19 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
                    help="fp32 (exact), tf32 (CUDA tensor cores) or bf16 (backbone under autocast; Grams and "
                         "losses stay fp32); see bench/RESULTS.md for their speed and difference")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
+    p.add_argument("--convolution", choices=CONVOLUTIONS, default=d["convolution"],
+                   help="3x3 convolutions: auto (Winograd's algorithm on the CPU where it pays, about twice as "
+                        "fast at 512 px; direct elsewhere), direct (PyTorch's own) or winograd (CPU)")
     p.add_argument("--lbfgs-history", type=_int_in(1, 1000), default=d["lbfgs_history"], metavar="M",
                    help="L-BFGS pairs kept; each costs 24 bytes per output pixel (lower it for very large images)")
+
+
+SPEED_OPTIONS = ("precision", "channels_last", "convolution", "lbfgs_history")  # what _add_speed_options adds
+
+
+def _speed_options(args) -> dict:
+    """The values of _add_speed_options' flags, as transfer() names them."""
+    return {name: getattr(args, name) for name in SPEED_OPTIONS}
 
 
 def _add_study_options(p: argparse.ArgumentParser) -> None:
@@ -452,9 +464,7 @@ def _run_transfer(args, content, style, outputs: list[Path], **options) -> list:
     try:
         results = transfer(content, style, backbone=args.backbone, weights=args.weights, size=args.size,
                            iterations=args.iterations, device=args.device, seed=args.seed,
-                           precision=getattr(args, "precision", "fp32"),
-                           channels_last=getattr(args, "channels_last", False),
-                           lbfgs_history=getattr(args, "lbfgs_history", 100), report_every=every,
+                           **_speed_options(args), report_every=every,
                            callback=Chain(bar, frames, trace, animator, stops), on_result=save, log=log, **options)
     except Interrupted as exc:  # quit at once: say what is on disk
         bar.close()
@@ -598,8 +608,7 @@ def _transfer_on_ray(args, contents: list[Path], styles: list[Path], outputs: li
     if args.animate or args.save_every or args.trace:
         raise StylelabError("--animate, --save-every and --trace follow one run on this machine: not with --ray")
     options = dict(backbone=args.backbone, weights=args.weights, size=args.size, iterations=args.iterations,
-                   device=args.device, seed=args.seed, precision=args.precision, channels_last=args.channels_last,
-                   lbfgs_history=args.lbfgs_history, content_layers=args.content_layers,
+                   device=args.device, seed=args.seed, **_speed_options(args), content_layers=args.content_layers,
                    style_layers=args.style_layers, init=args.init, style_blend=args.style_blend,
                    each_style=args.each_style, masks=args.masks, style_scale=args.style_scale,
                    original_colors=args.original_colors, scales=args.scales,
@@ -690,7 +699,9 @@ def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> 
     so a mistake costs one line and leaves no half-filled output folder."""
     from .api import resolve_layers
 
-    check_precision(options.get("precision", "fp32"), resolve_device(options.get("device", "auto")))
+    device = resolve_device(options.get("device", "auto"))
+    check_precision(options.get("precision", "fp32"), device)
+    check_convolution(options.get("convolution", "auto"), device)
     net = create_backbone(backbone, options["weights"], seed=options.get("seed", 0), pooling=options.get("pooling"))
     for content_layers, style_layers in configurations:
         resolve_layers(net, content_layers, style_layers)
@@ -698,9 +709,8 @@ def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> 
 
 def _run_options(args) -> dict:
     return {"weights": args.weights, "size": args.size, "iterations": args.iterations, "seed": args.seed,
-            "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
-            "lbfgs_history": args.lbfgs_history, "scales": args.scales, "coarse_iterations": args.coarse_iterations,
-            **_loss_options(args)}
+            "device": args.device, **_speed_options(args), "scales": args.scales,
+            "coarse_iterations": args.coarse_iterations, **_loss_options(args)}
 
 
 def cmd_features(args) -> int:
@@ -793,8 +803,7 @@ def cmd_report(args) -> int:
     for name in extras:
         get_entry(name)  # unknown names list the registered ones
     options = {"weights": args.weights, "size": args.size, "iterations": args.iterations, "seed": args.seed,
-               "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
-               "lbfgs_history": args.lbfgs_history, "scales": "none"}  # the seed's plain single-scale run
+               "device": args.device, **_speed_options(args), "scales": "none"}  # the seed's plain single-scale run
     study = Study(content, styles, out, options, extras, fresh=args.fresh, quiet=args.quiet,
                   log=lambda m: _info(args, m))
     spare_inputs(report_files(study), [content, *styles])
@@ -908,8 +917,8 @@ def cmd_video(args) -> int:
         return _videos_on_ray(args)
     options = {"style_blend": args.style_blend, "style_scale": args.style_scale,
                "original_colors": args.original_colors, "content_layers": args.content_layers,
-               "style_layers": args.style_layers, "device": args.device, "precision": args.precision,
-               "channels_last": args.channels_last, "lbfgs_history": args.lbfgs_history, **_loss_options(args)}
+               "style_layers": args.style_layers, "device": args.device, **_speed_options(args),
+               **_loss_options(args)}
     plan = plan_video(args.video, args.styles, args.output, size=args.size, iterations=args.iterations,
                       frame_iterations=args.frame_iterations, temporal_weight=args.temporal_weight,
                       frames=args.frames, flow=args.flow, init=args.init, fresh=args.fresh, backbone=args.backbone,
@@ -955,8 +964,8 @@ def _videos_on_ray(args) -> int:
                "fresh": args.fresh, "backbone": args.backbone, "weights": args.weights, "seed": args.seed,
                "style_blend": args.style_blend, "style_scale": args.style_scale,
                "original_colors": args.original_colors, "content_layers": args.content_layers,
-               "style_layers": args.style_layers, "device": args.device, "precision": args.precision,
-               "channels_last": args.channels_last, "lbfgs_history": args.lbfgs_history, **_loss_options(args)}
+               "style_layers": args.style_layers, "device": args.device, **_speed_options(args),
+               **_loss_options(args)}
     for video in videos:  # a missing video or a bad option: one line now, not a failed task later
         if not video.is_file():
             raise StylelabError(f"no such video: {video}")

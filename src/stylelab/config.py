@@ -72,6 +72,7 @@ class RuntimeConfig:
     device: Any = "auto"
     precision: str = "fp32"
     channels_last: bool = False
+    convolution: str = "auto"  # "direct": PyTorch's own 3×3 convolutions; "auto": Winograd on the CPU where it pays
     batch_size: int = 8
     report_every: int | None = None
     seed: int = 0

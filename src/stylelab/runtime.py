@@ -65,8 +65,9 @@ NUMERIC_MODES = {
 }
 
 
-def describe_precision(precision: str, channels_last: bool = False) -> str:
-    return NUMERIC_MODES[precision] + (", channels_last" if channels_last else "")
+def describe_precision(precision: str, channels_last: bool = False, convolution: str = "auto") -> str:
+    return (NUMERIC_MODES[precision] + (", channels_last" if channels_last else "")
+            + ("" if convolution == "direct" else f", convolution {convolution}"))
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

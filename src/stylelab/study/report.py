@@ -31,6 +31,7 @@ from ..api import as_tensor, prepare_images, resolve_layers
 from ..backbones import Backbone, create_backbone
 from ..errors import StylelabError
 from ..images import MAX_SIZE, load_image, resize, save_image, size_for_long_edge, write_atomically
+from ..backbones.convolution import check_convolution
 from ..runtime import check_precision, resolve_device, strict_fp32
 from .compare import COMPARE_FILES, _slug, compare, compare_specs
 from .environment import environment
@@ -695,7 +696,9 @@ def report_files(study: Study) -> list[Path]:
 
 def prepare(study: Study) -> None:
     """Before anything runs or is written: every network loads (once, kept for the runs) and every layer exists."""
-    check_precision(study.options.get("precision", "fp32"), resolve_device(study.options.get("device", "auto")))
+    device = resolve_device(study.options.get("device", "auto"))
+    check_precision(study.options.get("precision", "fp32"), device)
+    check_convolution(study.options.get("convolution", "auto"), device)
     shapes = {path: tuple(load_image(path).shape[-2:]) for path in (study.content, *study.styles)}
     for e in experiments():
         for spec in e.specs(study):

@@ -142,7 +142,8 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
                                              "style": final.style_loss, "tv": final.tv_loss},
         "metrics": judges.measure(result.image, content, style),
         "environment": environment(device, describe_precision(options.get("precision", "fp32"),
-                                                              options.get("channels_last", False))),
+                                                              options.get("channels_last", False),
+                                                              options.get("convolution", "auto"))),
         "curve": curve.points,
     }
     write_atomically(runs_dir / f"{spec.id}.json", lambda tmp: Path(tmp).write_text(json.dumps(record) + "\n"))

@@ -28,6 +28,7 @@ from ..backbones import Backbone, create_backbone
 from ..callbacks import Chain, ProgressBar
 from ..errors import StylelabError
 from ..images import check_writable, load_image, save_image, size_for_long_edge, spare_inputs, write_atomically
+from ..backbones.convolution import check_convolution
 from ..runtime import check_precision, resolve_device
 from . import FIRST_FRAME_INITS, FRAME_ITERATIONS
 from .flow import FLOW_PRESETS, FlowEstimator, consistency_mask, warp
@@ -160,6 +161,7 @@ def plan_video(video: str | os.PathLike, styles: Sequence[str | os.PathLike], ou
     check_audio_copy(info, output_format(output))
     device = resolve_device(options.get("device", "auto"))
     check_precision(options.get("precision", "fp32"), device)
+    check_convolution(options.get("convolution", "auto"), device)
     net = create_backbone(backbone, weights, seed=seed, pooling=options.get("pooling"))
     content_layers, style_layers = resolve_layers(net, options.get("content_layers"), options.get("style_layers"),
                                                   options.get("balance") or net.default_balance)
