@@ -5,11 +5,11 @@
     python bench/time_to_quality.py --sizes 128 --iterations 40 --candidates plain,default     # quick
 
 The **plain run** is single-scale L-BFGS from the content image for --iterations evaluations (500: the seed's
-setting; ``--scales none --tolerance 0``). Its final total loss at the output size is the bar. For every
+setting; ``--scales none --tolerance 0 --convolution direct``, today's run exactly). Its final total loss at the output size is the bar. For every
 candidate (a named set of ``transfer`` options, see CANDIDATES) the bench records the loss of every evaluation
 with the wall time since ``transfer`` was called (targets, image preparation and coarse scales included) and
-reports the time at which the output-size loss first reaches the bar, the final loss, and the pictures side
-by side. Repeats alternate plain and candidates in one process (``--repeats``), so drift hits both alike.
+reports the time at which the output-size loss first reaches the bar, the final loss, the pictures side
+by side, and how far each picture is from the plain one (PSNR and the largest difference in 8-bit levels). Repeats alternate plain and candidates in one process (``--repeats``), so drift hits both alike.
 
 Exploration candidates stop as soon as they reach the bar (``stop_at_bar``); ``default`` (the product's
 defaults) always runs to its own end, since its finish time is what a user waits.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from stylelab.samples import sample_content, sample_style
 from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
 
-PLAIN = {"scales": "none", "tolerance": 0.0}
+PLAIN = {"scales": "none", "tolerance": 0.0, "convolution": "direct"}
 DEFAULT_SCALES = inspect.signature(transfer).parameters["scales"].default
 # name -> (transfer options, whether the run may stop once it reached the bar)
 CANDIDATES = {
@@ -48,7 +49,8 @@ CANDIDATES = {
     "pyramid-64-200": ({"scales": "64", "coarse_iterations": 200, "tolerance": 0.0}, True),
     "plain-h20": ({**PLAIN, "lbfgs_history": 20}, True),
     "plain-h300": ({**PLAIN, "lbfgs_history": 300}, True),
-    "tolerance-0.005": ({**PLAIN, "tolerance": 0.005}, False),  # stops by itself: its finish is what a user waits
+    "tolerance-0.005": ({**PLAIN, "tolerance": 0.005}, False),
+    "winograd": ({**PLAIN, "convolution": "winograd"}, False),  # every eligible 3×3 convolution by Winograd  # stops by itself: its finish is what a user waits
 }
 
 
@@ -119,6 +121,16 @@ def first_below(points, level: float) -> float | None:
     return next((round(t, 2) for _, t, loss in points if loss <= level), None)
 
 
+def picture_difference(image: torch.Tensor, plain: torch.Tensor) -> dict:
+    """How far a picture is from the plain run's, as a viewer would see it: PSNR over the 8-bit picture and the
+    largest difference in 8-bit levels (a level is 1/255)."""
+    a, b = (torch.round(i.clamp(0, 1) * 255) for i in (image, plain))
+    mse = float(((a - b) ** 2).mean())
+    return {"psnr_to_plain": None if mse == 0 else round(10 * math.log10(255 ** 2 / mse), 2),
+            "max_levels_to_plain": int((a - b).abs().max()),
+            "share_pixels_off_by_more_than_2_levels": round(float(((a - b).abs() > 2).float().mean()), 5)}
+
+
 def side_by_side(images: list[torch.Tensor], path: Path) -> None:
     height = min(i.shape[-2] for i in images)
     tiles = [torch.nn.functional.interpolate(i, size=(height, round(i.shape[-1] * height / i.shape[-2])),
@@ -130,7 +142,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="256,512")
     p.add_argument("--iterations", type=int, default=500, help="the plain run's evaluations (the bar)")
-    p.add_argument("--candidates", default="default,pyramid-200,pyramid-100",
+    p.add_argument("--candidates", default="default",
                    help=f"comma-separated, from {', '.join(CANDIDATES)} (plain always runs)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--give-up", type=float, default=None, metavar="SHARE",
@@ -177,11 +189,13 @@ def main(argv=None) -> int:
                 options, stop_at_bar = candidate_options(name, size)
                 give_up = None if args.give_up is None else args.give_up * plain["seconds"]
                 row, picture = run(name, options, stop_at_bar, bar, content, style, common, give_up)
+                if picture.shape == pictures["plain"].shape:
+                    row.update(picture_difference(picture, pictures["plain"]))
                 rows.append({**row, "repeat": repeat, "bar": bar})
                 pictures.setdefault(name, picture)
                 print(f"  {name}: to bar {row['seconds_to_bar']} s of plain {plain['seconds']:.1f} s "
                       f"(final loss {row['final_loss']:.5g}, best/bar {row['best_over_bar']:.4f}, "
-                      f"{row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+                      f"{row['seconds']:.1f} s, PSNR to plain {row.get('psnr_to_plain')} dB)", file=sys.stderr, flush=True)
                 report["sizes"][size] = {"order": list(pictures), "rows": rows}
                 (out / f"time-to-quality-{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
         side_by_side(list(pictures.values()), out / f"time-to-quality-{tag}-{size}.jpg")
@@ -195,7 +209,8 @@ def table(report: dict) -> str:
     lines = [f"{report['backbone']} ({report['weights']}), {report['environment']['device']}, torch "
              f"{report['environment']['torch']}; bar: the plain run's loss after {report['iterations']} evaluations",
              "", "| size | setting | scales × evaluations | to the plain loss, s | share of plain | to within 1 / 2 / 5 %, "
-             "s | total s | final loss | SSIM content |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "s | total s | final loss | SSIM content | PSNR to plain, dB (max levels) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for size, block in report["sizes"].items():
         plains = {r["repeat"]: r["seconds"] for r in block["rows"] if r["candidate"] == "plain"}
         for r in block["rows"]:
@@ -204,7 +219,8 @@ def table(report: dict) -> str:
             schedule = " → ".join(f"{e}×{b}" for e, b in r["schedule"])
             lines.append(f"| {size} | {r['candidate']} | {schedule} | {'not reached' if to_bar is None else to_bar} "
                          f"| {share} | {' / '.join(str(v) for v in r['seconds_to_within'].values())} "
-                         f"| {r['seconds']} | {r['final_loss']:.5g} | {r['ssim_content']:.3f} |")
+                         f"| {r['seconds']} | {r['final_loss']:.5g} | {r['ssim_content']:.3f} "
+                         f"| {r.get('psnr_to_plain', '–')} ({r.get('max_levels_to_plain', '–')}) |")
     return "\n".join(lines)
 
 
