@@ -82,6 +82,7 @@ def test_use_convolution_keeps_parameters_and_direct_is_pytorchs_own():
 
 
 def test_auto_uses_winograd_on_large_maps_only(monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     calls = []
     real = convolution.winograd_conv3x3
     monkeypatch.setattr(convolution, "winograd_conv3x3", lambda x, w, b=None: calls.append(x.shape[-2:]) or real(x, w, b))
@@ -119,6 +120,17 @@ def test_convolution_names_and_devices_are_checked():
     with pytest.raises(StylelabError, match="winograd runs on the CPU"):
         check_convolution("winograd", torch.device("cuda"))
     check_convolution("auto", torch.device("cuda"))  # auto is direct off the CPU
+
+
+@pytest.mark.parametrize("capability", ["AVX512", "DEFAULT"])
+def test_auto_is_direct_on_cpus_beyond_or_below_avx2(monkeypatch, capability):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    net = create_backbone("vgg19", "random")
+    use_convolution(net, "auto")
+    assert {m.algorithm for m in net.modules() if isinstance(m, WinogradConv2d)} == {"direct"}
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    use_convolution(net, "auto")
+    assert {m.algorithm for m in net.modules() if isinstance(m, WinogradConv2d)} == {"auto"}
 
 
 def test_without_nnpack_auto_is_direct_and_winograd_is_refused(monkeypatch):

@@ -2,14 +2,17 @@
 
 A style transfer spends most of each evaluation in the backbone's 3×3 convolutions, forward and (for the
 image's gradient) backward. On the CPU PyTorch computes them directly (oneDNN); PyTorch's CPU builds also
-carry NNPACK, whose Winograd transform F(6×6, 3×3) needs about a fifth of the multiplications. Measured
-(bench/RESULTS.md): about twice as fast on maps of 64×64 positions and more, slower on small deep maps.
+carry NNPACK, whose Winograd transform F(6×6, 3×3) needs about a fifth of the multiplications. NNPACK's kernels
+are AVX2; oneDNN's direct ones use AVX-512 where the CPU has it. Measured (bench/RESULTS.md), per evaluation at
+512 px: 1.85× faster on an AVX2 CPU (AMD EPYC), 1.46× with oneDNN held to AVX2 on a Xeon, and no faster (0.95–1.1×)
+with oneDNN on that Xeon's AVX-512; slower on small deep maps everywhere.
 
 * ``direct``: PyTorch's own convolution everywhere (the behaviour before this module).
 * ``winograd``: every eligible convolution by Winograd (CPU only; refused where NNPACK is missing).
-* ``auto`` (the default): Winograd on the CPU where it pays — eligible convolutions with at least
-  ``WINOGRAD_MIN_POSITIONS`` output positions — direct everywhere else (CUDA, MPS, small maps). A rule on
-  shapes, not a timing, so two runs of the same job always take the same path.
+* ``auto`` (the default): Winograd where it pays — on a CPU whose best vector unit is AVX2 (PyTorch's
+  ``get_cpu_capability()``), for eligible convolutions with at least ``WINOGRAD_MIN_POSITIONS`` output
+  positions — direct everywhere else (AVX-512 CPUs, CUDA, MPS, small maps). A rule on the machine and the
+  shapes, not a timing, so two runs of the same job on one machine always take the same path.
 
 Eligible: a plain ``nn.Conv2d`` with a 3×3 kernel, stride 1, padding 1, no dilation or groups, zero padding,
 frozen fp32 weights, and an fp32 CPU input. The results are fp32 throughout; Winograd's transform rounds
@@ -50,6 +53,11 @@ def winograd_available() -> bool:
         except (AttributeError, RuntimeError):
             _nnpack = False
     return _nnpack
+
+
+def winograd_pays() -> bool:
+    """Whether ``auto`` uses Winograd on this CPU: NNPACK works and PyTorch's CPU kernels top out at AVX2."""
+    return winograd_available() and torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def check_convolution(name: str, device: torch.device | None = None) -> None:
@@ -120,7 +128,7 @@ def use_convolution(model: nn.Module, algorithm: str) -> int:
     """Make ``model``'s eligible 3×3 convolutions compute by ``algorithm`` (``CONVOLUTIONS``); returns how
     many are eligible. Idempotent; ``direct`` gives back PyTorch's own computation."""
     check_convolution(algorithm)  # winograd without NNPACK is refused here
-    if algorithm == "auto" and not winograd_available():
+    if algorithm == "auto" and not winograd_pays():
         algorithm = "direct"
     count = 0
     for module in model.modules():
