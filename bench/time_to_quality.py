@@ -49,8 +49,10 @@ CANDIDATES = {
     "pyramid-64-200": ({"scales": "64", "coarse_iterations": 200, "tolerance": 0.0}, True),
     "plain-h20": ({**PLAIN, "lbfgs_history": 20}, True),
     "plain-h300": ({**PLAIN, "lbfgs_history": 300}, True),
-    "tolerance-0.005": ({**PLAIN, "tolerance": 0.005}, False),
-    "winograd": ({**PLAIN, "convolution": "winograd"}, False),  # every eligible 3×3 convolution by Winograd  # stops by itself: its finish is what a user waits
+    "tolerance-0.005": ({**PLAIN, "tolerance": 0.005}, False),  # stops by itself: its finish is what a user waits
+    "winograd": ({**PLAIN, "convolution": "winograd"}, False),  # every eligible 3×3 convolution by Winograd
+    # the same arithmetic in another order (NHWC): how far pictures part by rounding alone (the chaos floor)
+    "plain-nhwc": ({**PLAIN, "channels_last": True}, False),
 }
 
 
