@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from stylelab import StylelabError, transfer
 from stylelab.backbones import convolution, create_backbone
 from stylelab.backbones.convolution import (
-    WINOGRAD_MIN_POSITIONS, WinogradConv2d, check_convolution, use_convolution, winograd_available, winograd_conv3x3,
+    WINOGRAD_MIN_POSITIONS, WinogradConv2d, check_convolution, convolution_in_effect, use_convolution,
+    winograd_available, winograd_conv3x3,
 )
 from stylelab.losses.functional import gram_matrix, normalized_gram
 
@@ -131,6 +132,19 @@ def test_auto_is_direct_on_cpus_beyond_or_below_avx2(monkeypatch, capability):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     use_convolution(net, "auto")
     assert {m.algorithm for m in net.modules() if isinstance(m, WinogradConv2d)} == {"auto"}
+
+
+def test_records_name_the_convolution_that_ran(monkeypatch):
+    from stylelab.runtime import describe_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert convolution_in_effect("auto", cpu) == "direct" == convolution_in_effect("winograd", cuda)
+    assert describe_precision("fp32", False, convolution_in_effect("auto", cpu)) == describe_precision("fp32")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert convolution_in_effect("auto", cpu).startswith("auto (Winograd on maps of >= 1024")
+    assert convolution_in_effect("direct", cpu) == "direct" and convolution_in_effect("winograd", cpu) == "winograd"
+    assert describe_precision("fp32", False, "winograd").endswith(", convolution winograd")
 
 
 def test_without_nnpack_auto_is_direct_and_winograd_is_refused(monkeypatch):

@@ -65,7 +65,8 @@ NUMERIC_MODES = {
 }
 
 
-def describe_precision(precision: str, channels_last: bool = False, convolution: str = "auto") -> str:
+def describe_precision(precision: str, channels_last: bool = False, convolution: str = "direct") -> str:
+    """The numeric mode in words; ``convolution`` as ``convolution_in_effect`` names it (omitted when direct)."""
     return (NUMERIC_MODES[precision] + (", channels_last" if channels_last else "")
             + ("" if convolution == "direct" else f", convolution {convolution}"))
 

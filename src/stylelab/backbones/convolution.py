@@ -60,6 +60,14 @@ def winograd_pays() -> bool:
     return winograd_available() and torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
+def convolution_in_effect(name: str, device: torch.device) -> str:
+    """What ``name`` computes on ``device``, for records: ``direct``, ``winograd``, or ``auto (Winograd on maps of
+    ≥ N positions)``."""
+    if device.type != "cpu" or name == "direct" or (name == "auto" and not winograd_pays()):
+        return "direct"
+    return "winograd" if name == "winograd" else f"auto (Winograd on maps of >= {WINOGRAD_MIN_POSITIONS} positions)"
+
+
 def check_convolution(name: str, device: torch.device | None = None) -> None:
     if name not in CONVOLUTIONS:
         raise StylelabError(f"unknown convolution {name!r}; choose {', '.join(CONVOLUTIONS)}")

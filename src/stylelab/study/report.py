@@ -29,9 +29,9 @@ from torch import Tensor
 
 from ..api import as_tensor, prepare_images, resolve_layers
 from ..backbones import Backbone, create_backbone
+from ..backbones.convolution import check_convolution
 from ..errors import StylelabError
 from ..images import MAX_SIZE, load_image, resize, save_image, size_for_long_edge, write_atomically
-from ..backbones.convolution import check_convolution
 from ..runtime import check_precision, resolve_device, strict_fp32
 from .compare import COMPARE_FILES, _slug, compare, compare_specs
 from .environment import environment

@@ -17,6 +17,7 @@ import torch
 
 from ..api import scale_schedule, transfer
 from ..backbones import Backbone, create_backbone
+from ..backbones.convolution import convolution_in_effect
 from ..callbacks import Chain, ProgressBar
 from ..images import load_image, save_image, write_atomically
 from ..optimize import ProgressEvent
@@ -143,7 +144,8 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
         "metrics": judges.measure(result.image, content, style),
         "environment": environment(device, describe_precision(options.get("precision", "fp32"),
                                                               options.get("channels_last", False),
-                                                              options.get("convolution", "auto"))),
+                                                              convolution_in_effect(
+                                                                  options.get("convolution", "auto"), device))),
         "curve": curve.points,
     }
     write_atomically(runs_dir / f"{spec.id}.json", lambda tmp: Path(tmp).write_text(json.dumps(record) + "\n"))
