@@ -60,10 +60,15 @@ def winograd_pays() -> bool:
     return winograd_available() and torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
+def _resolved(name: str) -> str:
+    """``auto`` on a CPU where Winograd does not pay is ``direct``; every other name is itself."""
+    return "direct" if name == "auto" and not winograd_pays() else name
+
+
 def convolution_in_effect(name: str, device: torch.device) -> str:
     """What ``name`` computes on ``device``, for records: ``direct``, ``winograd``, or ``auto (Winograd on maps of
     ≥ N positions)``."""
-    if device.type != "cpu" or name == "direct" or (name == "auto" and not winograd_pays()):
+    if device.type != "cpu" or _resolved(name) == "direct":
         return "direct"
     return "winograd" if name == "winograd" else f"auto (Winograd on maps of >= {WINOGRAD_MIN_POSITIONS} positions)"
 
@@ -136,8 +141,7 @@ def use_convolution(model: nn.Module, algorithm: str) -> int:
     """Make ``model``'s eligible 3×3 convolutions compute by ``algorithm`` (``CONVOLUTIONS``); returns how
     many are eligible. Idempotent; ``direct`` gives back PyTorch's own computation."""
     check_convolution(algorithm)  # winograd without NNPACK is refused here
-    if algorithm == "auto" and not winograd_pays():
-        algorithm = "direct"
+    algorithm = _resolved(algorithm)
     count = 0
     for module in model.modules():
         if isinstance(module, WinogradConv2d) or (isinstance(module, nn.Conv2d) and _eligible_module(module)):
