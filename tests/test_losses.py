@@ -33,6 +33,22 @@ def test_flatten_maps_shape():
         flatten_maps(torch.randn(4, 3, 5))
 
 
+def test_channels_last_maps_flatten_to_a_view_and_their_gram_gradient_keeps_the_layout():
+    maps = torch.randn(2, 4, 3, 5, dtype=torch.float64)
+    nhwc = maps.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    f = flatten_maps(nhwc)
+    assert f.data_ptr() == nhwc.data_ptr() and f.stride(1) == 1  # a view, channels fastest: no copy
+    torch.testing.assert_close(f, maps.flatten(2), rtol=0, atol=0)
+    target = torch.randn(2, 4, 4, dtype=torch.float64)
+    (normalized_gram(f) * target).sum().backward()
+    plain = maps.clone().requires_grad_(True)
+    (gram_matrix(plain.flatten(2)) / 15 * target).sum().backward()  # autograd's own derivative of F·Fᵀ/M
+    torch.testing.assert_close(nhwc.grad, plain.grad, rtol=1e-12, atol=1e-12)
+    assert nhwc.grad.is_contiguous(memory_format=torch.channels_last)  # handed back in the network's layout
+    assert torch.autograd.gradcheck(lambda x: normalized_gram(flatten_maps(x)),
+                                    (maps[:1, :3].contiguous(memory_format=torch.channels_last).requires_grad_(True),))
+
+
 def test_content_loss_matches_eq_2_1_by_hand():
     f, p = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4, dtype=torch.float64)
     loss = content_loss(f, p)

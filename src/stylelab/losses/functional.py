@@ -19,8 +19,15 @@ def _check_rank(name: str, t: Tensor, rank: int, layout: str) -> None:
 
 
 def flatten_maps(maps: Tensor) -> Tensor:
-    """(B, C, H, W) convolutional maps -> (B, N=C, M=H·W) feature matrices F^l."""
+    """(B, C, H, W) convolutional maps -> (B, N=C, M=H·W) feature matrices F^l.
+
+    Channels-last maps (NHWC memory) give a view with the channels fastest, not a copy: the Gram's products
+    read either layout, and the gradient then comes back in the network's own layout (a copy here would cost
+    a pass over the maps and hand the backward an NCHW gradient to add to its NHWC ones)."""
     _check_rank("maps", maps, 4, "(B, C, H, W)")
+    if not maps.is_contiguous() and maps.is_contiguous(memory_format=torch.channels_last):
+        b, c, h, w = maps.shape
+        return maps.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)
     return maps.flatten(2)
 
 
@@ -45,7 +52,10 @@ class _NormalizedGram(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (features,) = ctx.saved_tensors
-        return torch.bmm((grad + grad.transpose(1, 2)) / features.shape[-1], features)
+        symmetric = (grad + grad.transpose(1, 2)) / features.shape[-1]
+        if features.stride(1) == 1 and features.shape[1] > 1:  # channels fastest (NHWC maps): keep that layout
+            return torch.bmm(features.transpose(1, 2), symmetric).transpose(1, 2)  # (S·F)ᵀ = Fᵀ·S, S symmetric
+        return torch.bmm(symmetric, features)
 
 
 def normalized_gram(features: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..errors import StylelabError
 from .functional import (
-    gaussian_wasserstein2, gram_matrix, masked_gram, mean_covariance, normalized_gram, resample_quantiles,
+    flatten_maps, gaussian_wasserstein2, gram_matrix, masked_gram, mean_covariance, normalized_gram, resample_quantiles,
     sorted_projections, sqrtm_psd, style_layer_loss,
 )
 
@@ -60,8 +60,9 @@ class StyleLoss:
 
 
 def _matrix(features, layer: str) -> Tensor:
-    """A layer's maps as the (B, N, M) matrix F^l: channels × positions."""
-    return features[layer].flatten(2)
+    """A layer's maps as the (B, N, M) matrix F^l: channels × positions (tokens are already (B, N, M))."""
+    maps = features[layer]
+    return flatten_maps(maps) if maps.ndim == 4 else maps.flatten(2)
 
 
 class GramLoss(StyleLoss):
