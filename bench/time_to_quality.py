@@ -53,6 +53,9 @@ CANDIDATES = {
     "winograd": ({**PLAIN, "convolution": "winograd"}, False),  # every eligible 3×3 convolution by Winograd
     # the same arithmetic in another order (NHWC): how far pictures part by rounding alone (the chaos floor)
     "plain-nhwc": ({**PLAIN, "channels_last": True}, False),
+    # the backbone in bf16 (AMX on recent Xeons), NHWC; its own losses are bf16 ones, so it is judged in fp32
+    "bf16-nhwc": ({**PLAIN, "precision": "bf16", "channels_last": True}, False),
+    "bf16-nhwc-800": ({**PLAIN, "precision": "bf16", "channels_last": True, "iterations": 800}, False),
 }
 
 
@@ -68,13 +71,52 @@ def candidate_options(name: str, size: int) -> tuple[dict, bool]:
     return options, stop_at_bar
 
 
+def judged(options: dict) -> bool:
+    """A run whose reported losses are not strict fp32 ones: its pictures are scored again in fp32."""
+    return options.get("precision", inspect.signature(transfer).parameters["precision"].default) != "fp32"
+
+
+class Judge:
+    """The plain run's fp32 loss of a picture (its targets, its kernels): one fp32 evaluation at ``init=picture``.
+    Used for runs whose own losses are not fp32 ones, so every candidate is held to the same bar."""
+
+    def __init__(self, content, style, common):
+        self.content, self.style, self.common = content, style, common
+        self.scores: dict[int, float] = {}  # trace index -> fp32 loss of its picture
+
+    def __call__(self, picture: torch.Tensor) -> float:
+        losses = []
+        transfer(self.content, self.style, init=picture, callback=lambda e: losses.append(e.loss), report_every=1,
+                 **{**self.common, **PLAIN, "iterations": 1})
+        return losses[0]
+
+    def first_below(self, points, snapshots, level: float) -> tuple[int, float] | None:
+        """The first trace index whose picture's fp32 loss is <= level, by bisection (the loss falls along the
+        run; if it does not, the index found is a later crossing, so the time reported errs long)."""
+        def loss(i: int) -> float:
+            if i not in self.scores:
+                self.scores[i] = self(snapshots[i])
+            return self.scores[i]
+
+        if not points or loss(len(points) - 1) > level:
+            return None
+        lo, hi = -1, len(points) - 1  # loss(hi) <= level; lo: not known to be
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if loss(mid) <= level else (mid, hi)
+        return hi, loss(hi)
+
+
 class Trace:
     """Every evaluation's loss at the output size, with seconds since the run started; optional stop at a bar
     or after ``give_up`` seconds (an exploration candidate that is already too slow)."""
 
-    def __init__(self, size: int, start: float, bar: float | None, give_up: float | None = None):
+    def __init__(self, size: int, start: float, bar: float | None, give_up: float | None = None,
+                 keep_pictures: bool = False):
         self.size, self.start, self.bar, self.give_up = size, start, bar, give_up
         self.points: list[tuple[int, float, float]] = []  # (evaluation at this size, seconds, loss)
+        self.pictures: list[torch.Tensor] = []  # each output-size evaluation's picture, when it will be judged
+        self.keep_pictures = keep_pictures
         self.evaluations = 0
 
     def __call__(self, event) -> None:
@@ -82,6 +124,8 @@ class Trace:
         if max(event.image.shape[-2:]) != self.size:
             return
         self.points.append((len(self.points) + 1, time.perf_counter() - self.start, event.loss))
+        if self.keep_pictures:
+            self.pictures.append(event.image.clone())
         if self.bar is not None and event.loss <= self.bar:
             raise StopOptimization
         if self.give_up is not None and self.points[-1][1] > self.give_up:
@@ -89,23 +133,48 @@ class Trace:
 
 
 def run(name, options, stop_at_bar, bar, content, style, common, give_up=None) -> tuple[dict, torch.Tensor]:
+    judge = Judge(content, style, common) if judged(options) else None
+    if judge is not None and stop_at_bar:
+        raise ValueError(f"{name}: a judged run cannot stop at the bar (its own losses are not fp32 ones)")
     start = time.perf_counter()
-    trace = Trace(common["size"], start, bar if stop_at_bar else None, give_up if stop_at_bar else None)
+    trace = Trace(common["size"], start, bar if stop_at_bar else None, give_up if stop_at_bar else None,
+                  keep_pictures=judge is not None)
     result = transfer(content, style, callback=trace, report_every=1, **{**common, **options})
     seconds = time.perf_counter() - start
-    reached = next(((k, t) for k, t, loss in trace.points if bar is not None and loss <= bar), None)
+    output_size_evaluations = len(trace.points)
+    own_losses = None
+    if judge is not None and trace.points:  # the trace's losses become fp32 ones where they were judged
+        own_losses = {"final": trace.points[-1][2], "best": min(p[2] for p in trace.points)}
+        levels = {} if bar is None else {"bar": bar, **{f"{m:g}": bar * (1 + m) for m in MARGINS}}
+        found = {key: judge.first_below(trace.points, trace.pictures, level) for key, level in levels.items()}
+        last = len(trace.points) - 1  # the final picture, judged in any case
+        judge.scores.setdefault(last, judge(trace.pictures[last]))
+        # the trace keeps only the judged points, now with fp32 losses: final and best are judged ones
+        points = [(*trace.points[i][:2], loss) for i, loss in sorted(judge.scores.items())]
+        index = {i: n for n, i in enumerate(sorted(judge.scores))}
+        found = {key: None if hit is None else (index[hit[0]], hit[1]) for key, hit in found.items()}
+        trace.points = points
+        reached_at = found.get("bar")
+        reached = None if reached_at is None else points[reached_at[0]][:2]
+        within = {key: (None if hit is None else round(points[hit[0]][1], 2))
+                  for key, hit in found.items() if key != "bar"}
+    else:
+        reached = next(((k, t) for k, t, loss in trace.points if bar is not None and loss <= bar), None)
+        within = {f"{margin:g}": first_below(trace.points, bar * (1 + margin))
+                  for margin in MARGINS} if bar is not None else {}
     row = {
         "candidate": name, "options": {k: v for k, v in options.items()},
-        "schedule": scale_schedule(common["size"], options.get("scales", DEFAULT_SCALES), common["iterations"],
+        "schedule": scale_schedule(common["size"], options.get("scales", DEFAULT_SCALES),
+                                   options.get("iterations", common["iterations"]),
                                    options.get("coarse_iterations")),
         "seconds": round(seconds, 2), "evaluations": trace.evaluations,
-        "output_size_evaluations": len(trace.points),
+        "output_size_evaluations": output_size_evaluations,
         "final_loss": trace.points[-1][2] if trace.points else None,
         "best_loss": min(p[2] for p in trace.points) if trace.points else None,
+        "judged_in_fp32": None if judge is None else {"pictures": len(judge.scores), "own_losses": own_losses},
         "seconds_to_bar": None if reached is None else round(reached[1], 2),
-        "seconds_to_within": {f"{margin:g}": first_below(trace.points, bar * (1 + margin))
-                              for margin in MARGINS} if bar is not None else {},
-        "output_size_evaluations_to_bar": None if reached is None else reached[0],
+        "seconds_to_within": within,
+        "output_size_evaluations_to_bar": None if reached is None else reached[0],  # k: counted from 1
         "stopped_at_bar": stop_at_bar and reached is not None,
         "gave_up": bool(stop_at_bar and reached is None and give_up and trace.points
                         and trace.points[-1][1] > give_up),
@@ -150,6 +219,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--give-up", type=float, default=None, metavar="SHARE",
                    help="stop an exploration candidate once it ran SHARE × the plain run's time without reaching "
                         "the bar (default: never)")
+    p.add_argument("--bar-from", default=None, metavar="JSON",
+                   help="exploration only: take the plain run (its loss, time and picture's size) from an earlier "
+                        "report of the same settings instead of running it again; the report says so")
     p.add_argument("--backbone", default="vgg19")
     p.add_argument("--weights", default="random")
     p.add_argument("--content")
@@ -178,20 +250,28 @@ def main(argv=None) -> int:
         common = {"backbone": args.backbone, "weights": args.weights, "size": size, "iterations": args.iterations,
                   "device": "cpu", "seed": 0}
         rows, pictures = [], {}
+        earlier = None
+        if args.bar_from:
+            earlier = json.loads(Path(args.bar_from).read_text())["sizes"][str(size)]["rows"]
+            earlier = next(r for r in earlier if r["candidate"] == "plain")
         for repeat in range(args.repeats):  # plain, then each candidate; again
-            plain, picture = run("plain", PLAIN, False, None, content, style, common)
+            if earlier is None:
+                plain, picture = run("plain", PLAIN, False, None, content, style, common)
+            else:  # not measured here: an earlier process's plain run, its picture not at hand
+                plain, picture = {**earlier, "from": args.bar_from}, None
             bar = plain["final_loss"]
             plain["seconds_to_bar"] = plain["seconds"]
             plain["seconds_to_within"] = {f"{m:g}": first_below(plain["trace"], bar * (1 + m)) for m in MARGINS}
             rows.append({**plain, "repeat": repeat, "bar": bar})
-            pictures.setdefault("plain", picture)
+            if picture is not None:
+                pictures.setdefault("plain", picture)
             print(f"{size} px repeat {repeat}: plain {plain['seconds']:.1f} s, loss {bar:.5g}", file=sys.stderr,
                   flush=True)
             for name in names:
                 options, stop_at_bar = candidate_options(name, size)
                 give_up = None if args.give_up is None else args.give_up * plain["seconds"]
                 row, picture = run(name, options, stop_at_bar, bar, content, style, common, give_up)
-                if picture.shape == pictures["plain"].shape:
+                if "plain" in pictures and picture.shape == pictures["plain"].shape:
                     row.update(picture_difference(picture, pictures["plain"]))
                 rows.append({**row, "repeat": repeat, "bar": bar})
                 pictures.setdefault(name, picture)

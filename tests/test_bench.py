@@ -113,3 +113,37 @@ def test_the_gpu_script_runs_only_valid_bench_commands(tmp_path):
         assert str(args.json).startswith(str(tmp_path))
     with pytest.raises(SystemExit):
         importlib.import_module("bench").parse_args(["--variants", "fp32,fp64"])
+
+
+def test_time_to_quality_judges_a_bf16_run_by_fp32_losses(tmp_path):
+    """A bf16 run's own losses are not the bar's kind: its pictures are scored again by the plain fp32 loss."""
+    import time_to_quality
+
+    assert time_to_quality.main(["--sizes", "32", "--iterations", "6", "--candidates", "bf16-nhwc,plain-nhwc",
+                                 "--out", str(tmp_path), "--tag", "t"]) == 0
+    report = json.loads((tmp_path / "time-to-quality-t.json").read_text())
+    rows = {r["candidate"]: r for r in report["sizes"]["32"]["rows"]}
+    fast, exact = rows["bf16-nhwc"], rows["plain-nhwc"]
+    assert exact["judged_in_fp32"] is None and fast["judged_in_fp32"]["pictures"] >= 1
+    own = fast["judged_in_fp32"]["own_losses"]["final"]
+    assert fast["final_loss"] != own and fast["final_loss"] == pytest.approx(own, rel=0.05)  # bf16: 8-bit mantissa
+    assert (tmp_path / "time-to-quality-t-32.jpg").exists()
+
+
+def test_judge_bisects_to_the_first_picture_at_the_level():
+    import time_to_quality
+
+    losses = [5.0, 4.0, 3.0, 2.5, 2.0, 1.0]
+    calls = []
+
+    class Table(time_to_quality.Judge):  # a picture here is its index; its score comes from the list
+        def __call__(self, picture):
+            calls.append(picture)
+            return losses[picture]
+
+    table = Table(None, None, {})
+    points = [(k + 1, float(k), 0.0) for k in range(len(losses))]
+    pictures = list(range(len(losses)))
+    assert table.first_below(points, pictures, 2.5) == (3, 2.5)
+    assert table.first_below(points, pictures, 0.5) is None  # the last picture is above: not reached
+    assert len(calls) < len(losses)  # bisection, not a scan
