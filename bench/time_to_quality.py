@@ -148,7 +148,8 @@ def run(name, options, stop_at_bar, bar, content, style, common, give_up=None) -
         levels = {} if bar is None else {"bar": bar, **{f"{m:g}": bar * (1 + m) for m in MARGINS}}
         found = {key: judge.first_below(trace.points, trace.pictures, level) for key, level in levels.items()}
         last = len(trace.points) - 1  # the final picture, judged in any case
-        judge.scores.setdefault(last, judge(trace.pictures[last]))
+        if last not in judge.scores:  # (first_below has judged it whenever there is a bar)
+            judge.scores[last] = judge(trace.pictures[last])
         # the trace keeps only the judged points, now with fp32 losses: final and best are judged ones
         points = [(*trace.points[i][:2], loss) for i, loss in sorted(judge.scores.items())]
         index = {i: n for n, i in enumerate(sorted(judge.scores))}
