@@ -5,7 +5,7 @@
     python bench/time_to_quality.py --sizes 128 --iterations 40 --candidates plain,default     # quick
 
 The **plain run** is single-scale L-BFGS from the content image for --iterations evaluations (500: the seed's
-setting; ``--scales none --tolerance 0 --convolution direct``, today's run exactly). Its final total loss at the output size is the bar. For every
+setting; ``stylelab.PLAIN``, ``--plain`` on the command line: today's run exactly). Its final total loss at the output size is the bar. For every
 candidate (a named set of ``transfer`` options, see CANDIDATES) the bench records the loss of every evaluation
 with the wall time since ``transfer`` was called (targets, image preparation and coarse scales included) and
 reports the time at which the output-size loss first reaches the bar, the final loss, the pictures side
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+import stylelab
 from stylelab import transfer
 from stylelab.api import as_tensor, scale_schedule
 from stylelab.images import save_image
@@ -35,7 +36,7 @@ from stylelab.samples import sample_content, sample_style
 from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
 
-PLAIN = {"scales": "none", "tolerance": 0.0, "convolution": "direct"}
+PLAIN = dict(stylelab.PLAIN)  # the seed's run exactly (api.py); the bar
 DEFAULT_SCALES = inspect.signature(transfer).parameters["scales"].default
 # name -> (transfer options, whether the run may stop once it reached the bar)
 CANDIDATES = {

@@ -121,3 +121,57 @@ def test_a_step_never_reads_a_tensor_value_on_the_host():
 def test_history_must_be_positive():
     with pytest.raises(ValueError, match="history"):
         BatchedLBFGS(torch.zeros(1, 3), history=0)
+
+
+def _quadratic(a, c, scale):
+    def loss_and_grad(x, _):  # per row: scale · (½ xᵀAx - c·x), minimized at A⁻¹c whatever the scale
+        x = x.detach().requires_grad_(True)
+        loss = scale * (0.5 * (x @ a * x).sum(-1) - (c * x).sum(-1))
+        loss.sum().backward()
+        return loss.detach(), x.grad
+    return loss_and_grad
+
+
+def _spd(n, seed):
+    torch.manual_seed(seed)
+    a = torch.randn(n, n, dtype=torch.float64)
+    return a @ a.T / n + 0.5 * torch.eye(n, dtype=torch.float64), torch.randn(1, n, dtype=torch.float64)
+
+
+def _run(x0, loss_and_grad, iterations, **options):
+    x, losses = x0.clone(), []
+    opt = BatchedLBFGS(x, history=10, **options)
+    for i in range(iterations):
+        loss, grad = loss_and_grad(x, i)
+        losses.append(float(loss[0]))
+        opt.step(grad)
+    return x, losses, opt
+
+
+def test_the_scaled_curvature_test_takes_the_same_steps_as_torch_where_both_keep_every_pair():
+    a, c = _spd(10, 2)
+    x0 = torch.zeros(1, 10, dtype=torch.float64)
+    x_torch, losses_torch, opt = _run(x0, _quadratic(a, c, 1.0), 8)  # 7 pairs, before it has converged
+    assert opt.count == 7 and bool((opt.rho[0, :7] > 0).all())  # every pair kept by torch's test
+    x_scaled, losses_scaled, _ = _run(x0, _quadratic(a, c, 1.0), 8, curvature="scaled")
+    assert losses_scaled == losses_torch and torch.equal(x_scaled, x_torch)
+
+
+def test_a_small_loss_stalls_under_torchs_threshold_and_converges_under_the_scaled_test():
+    """The loss ×1e-9: torch's y·s > 1e-10 refuses every pair, so each step is -g (a crawl); the scale-free
+    test keeps them and reaches the minimizer, checked against a float64 solve."""
+    a, c = _spd(10, 3)
+    x0 = torch.zeros(1, 10, dtype=torch.float64)
+    solution = torch.linalg.solve(a, c[0])
+    small = _quadratic(a, c, 1e-9)
+    x_torch, losses_torch, opt = _run(x0, small, 40)
+    assert int((opt.rho[0] != 0).sum()) == 0  # every pair refused
+    assert (x_torch[0] - solution).norm() > 0.99 * solution.norm()  # it has hardly moved
+    x_scaled, losses_scaled, _ = _run(x0, small, 40, curvature="scaled")
+    torch.testing.assert_close(x_scaled[0], solution, rtol=1e-6, atol=1e-8)
+    assert losses_scaled[-1] < losses_torch[-1]
+
+
+def test_the_curvature_test_is_checked():
+    with pytest.raises(ValueError, match="curvature must be one of scaled, torch, got 'loose'"):
+        BatchedLBFGS(torch.zeros(1, 3), curvature="loose")

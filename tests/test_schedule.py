@@ -1,5 +1,5 @@
 """Time to a finished picture: the scale schedule (auto pyramid, per-scale budgets), the plain method one flag
-away (``--scales none --tolerance 0``), and the study commands recording which mode ran."""
+away (``--plain``), the scaled L-BFGS pair test, and the study commands recording which mode ran."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 
 from conftest import make_rgb, make_stripes
 from stylelab import transfer
-from stylelab.api import PYRAMID_START, as_tensor, scale_schedule
+from stylelab.api import PLAIN, PYRAMID_START, as_tensor, scale_schedule
 from stylelab.cli import main
 from stylelab.errors import StylelabError
-from stylelab.images import save_image
+from stylelab.images import load_image, save_image
 
 RUN = dict(weights="random", device="cpu")
 
@@ -74,5 +74,52 @@ def test_cli_scales_none_auto_and_the_sweep_records_the_mode(tmp_path, capsys):
                  "--iterations", "3", "--coarse-iterations", "2", "--scales", "24,48", "--tolerance", "0.5",
                  "--style-layers", "relu1_1", "--quiet", "--device", "cpu"]) == 0
     run, = json.loads((out / "results.json").read_text())["runs"]
-    assert run["mode"] == "24×2 → 48×3, tolerance 0.5" and run["options"]["scales"] == [24, 48]
-    assert "| c0-s0 | 24×2 → 48×3, tolerance 0.5 | vgg19 |" in (out / "results.md").read_text()
+    assert run["mode"] == "24×2 → 48×3, tolerance 0.5, scaled L-BFGS pair test" and run["options"]["scales"] == [24, 48]
+    assert "| c0-s0 | 24×2 → 48×3, tolerance 0.5, scaled L-BFGS pair test | vgg19 |" in (out / "results.md").read_text()
+
+
+def _small_loss(content, style, scale=1.0, **options):
+    """Losses at every evaluation; at scale 1 the loss is ~1e-5 of the usual (both weights scaled down), so
+    torch's y·s > 1e-10 refuses every L-BFGS pair (yet the steps are still far above fp32's resolution)."""
+    losses = []
+    transfer(content, style, size=48, iterations=12, content_weight=1e-5 * scale, style_weight=1e-2 * scale,
+             seed=0, callback=lambda e: losses.append(e.loss), report_every=1, **{**RUN, **options})
+    return losses
+
+
+def test_plain_stalls_on_a_small_loss_where_the_default_pair_test_optimizes(images):
+    plain, default = _small_loss(*images, **PLAIN), _small_loss(*images)
+    assert plain[-1] > 0.9999 * plain[0]  # gradient descent with a unit step on a small loss: it hardly moves
+    assert default[0] == plain[0] and default[-1] < 0.5 * default[0]  # the scale-free test keeps the pairs
+    # the same objective ×1e5 (every weight by one factor): there torch's test keeps them too
+    usual = _small_loss(*images, scale=1e5, **PLAIN)
+    assert usual[0] == pytest.approx(plain[0] * 1e5, rel=1e-5) and usual[-1] < 0.5 * usual[0]
+
+
+def test_cli_plain_is_one_flag_for_the_seeds_run_and_contradictions_are_refused(tmp_path, capsys):
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    save_image(as_tensor(make_rgb(40, 48)), content)
+    save_image(as_tensor(make_stripes(48, 48)), style)
+    run = ["--weights", "random", "--size", "48", "--iterations", "4", "--quiet", "--device", "cpu"]
+    assert main(["transfer", str(content), str(style), "-o", str(tmp_path / "plain.png"), "--plain", *run]) == 0
+    assert main(["transfer", str(content), str(style), "-o", str(tmp_path / "spelled.png"), "--scales", "none",
+                 "--tolerance", "0", "--convolution", "direct", "--precision", "fp32", "--lbfgs-curvature", "torch",
+                 *run]) == 0
+    assert torch.equal(load_image(tmp_path / "plain.png"), load_image(tmp_path / "spelled.png"))
+    capsys.readouterr()
+    assert main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--plain",
+                 "--lbfgs-curvature", "scaled", *run]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "stylelab: error: --plain runs --lbfgs-curvature torch; drop --lbfgs-curvature scaled"
+    assert main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--plain", "--conv", "auto",
+                 *run]) == 2
+    assert "drop --convolution auto" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--lbfgs-curvature", "loose",
+              *run])
+    assert exit_.value.code == 2 and "invalid choice: 'loose' (choose from 'scaled', 'torch')" in capsys.readouterr().err
+
+
+def test_transfer_checks_the_pair_test_name(images):
+    with pytest.raises(StylelabError, match="unknown lbfgs_curvature 'loose'; choose scaled, torch"):
+        transfer(*images, size=32, iterations=1, lbfgs_curvature="loose", **RUN)

@@ -36,7 +36,7 @@ def test_sweep_writes_sheet_results_and_resumes(tmp_path, content_path, style_pa
     out = tmp_path / "sweep"
     args = ["sweep", str(content_path), str(style_path), "--backbone", "vgg19", "--style-layers",
             "relu1_1,relu2_1", "relu1_1:0.5,relu3_1", "--content-layers", "relu2_2", "relu3_1", "-o", str(out),
-            *FAST]
+            "--plain", *FAST]
     assert main(args) == 0
     data = json.loads((out / "results.json").read_text())
     assert ENV_FIELDS <= set(data["environment"])
@@ -52,7 +52,7 @@ def test_sweep_writes_sheet_results_and_resumes(tmp_path, content_path, style_pa
     assert_sheet_cells(out, data, {(0, 0): content_path, (0, 1): style_path,
                                    **{(i, 2 + j): out / "runs" / f"c{i}-s{j}.png" for i in range(2) for j in range(2)}})
     md = (out / "results.md").read_text()
-    assert all(r["mode"] == "plain" for r in data["runs"])  # the seed's single-scale run unless --scales says
+    assert all(r["mode"] == "plain" for r in data["runs"])  # --plain: the seed's single-scale run
     assert "| c1-s1 | plain | vgg19 | relu3_1 | relu1_1,relu3_1 |" in md and "Environment:" in md
 
     # Resume: nothing redone; then one run's record removed: only that one is redone.

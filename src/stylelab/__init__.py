@@ -9,7 +9,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from .api import TransferResult, stylize, transfer  # noqa: E402
+from .api import PLAIN, TransferResult, stylize, transfer  # noqa: E402
 from .backbones import create_backbone, list_backbones  # noqa: E402
 from .config import (  # noqa: E402
     BackboneConfig, ImageConfig, LossConfig, OptimizerConfig, RuntimeConfig, TransferConfig,
@@ -18,6 +18,7 @@ from .errors import NonFiniteLossError, StylelabError, WeightsUnavailableError  
 from .optimize import ProgressEvent, StopOptimization  # noqa: E402
 
 __all__ = [
+    "PLAIN",
     "BackboneConfig",
     "ImageConfig",
     "LossConfig",

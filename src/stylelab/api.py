@@ -28,8 +28,9 @@ from .backbones.convolution import check_convolution, use_convolution
 from .backbones.clip_text import TextImageModel, check_text_model, create_text_model, default_text_model
 from .losses import StyleLoss, TokenGramLoss, create_style_loss, require_positions
 from .losses.text import CROPS as TEXT_CROPS, TextStyleLoss, check_style_text
+from .lbfgs import CURVATURE_TESTS
 from .optimize import (
-    AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization,
+    AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, LBFGS_CURVATURE, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization,
     StyleObjective, check_balance, check_feature_transform, initial_image, optimize,
 )
 from .runtime import check_precision, device_name, numeric_mode, resolve_device
@@ -101,6 +102,13 @@ def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers
     style = {backbone.layer(n).name: default_weight(n) if w is None else w for n, w in style.items()}
     return content, style
 
+
+# The seed's method exactly, as it ran before any speed or quality departure: transfer(..., **PLAIN), or
+# `--plain` on the command line. One scale, a fixed number of evaluations, PyTorch's own convolutions, fp32 in
+# NCHW, and torch.optim.LBFGS's curvature test (the default's scaled test keeps pairs torch refuses on small
+# losses, so the two part there; elsewhere they take the same steps).
+PLAIN = {"scales": "none", "tolerance": 0.0, "convolution": "direct", "precision": "fp32", "channels_last": False,
+         "lbfgs_curvature": "torch"}
 
 PYRAMID_START = 128  # scales="auto": from this long edge, doubling, up to the output's size
 SCALE_MODES = ("auto", "none")
@@ -237,6 +245,7 @@ def transfer(
     convolution: str = "auto",
     batch_size: int = 8,
     lbfgs_history: int = 100,
+    lbfgs_curvature: str = LBFGS_CURVATURE,
     tolerance: float = 0.0,
     report_every: int | None = None,
     config: TransferConfig | None = None,
@@ -274,6 +283,8 @@ def transfer(
                         ("batch_size", batch_size), ("lbfgs_history", lbfgs_history)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise StylelabError(f"{name}= must be a whole number >= 1, got {value!r}")
+    if lbfgs_curvature not in CURVATURE_TESTS:
+        raise StylelabError(f"unknown lbfgs_curvature {lbfgs_curvature!r}; choose {', '.join(CURVATURE_TESTS)}")
     schedule = scale_schedule(size, scales, iterations, coarse_iterations)
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
@@ -374,7 +385,7 @@ def transfer(
     if len(schedule) > 1:
         log("scales " + " → ".join(f"{edge} px × {budget}" for edge, budget in schedule) + " evaluations")
     plan = _Plan(schedule, blend, spec, loss, style_scale, init, seed, dev, precision, optimizer, lr,
-                 report_every, lbfgs_history, tolerance, mask_ts,
+                 report_every, lbfgs_history, lbfgs_curvature, tolerance, mask_ts,
                  None if text_net is None else _TextPlan(text_net, style_text, text_weight, text_crops), extra_terms)
     progress = _Progress(sum(budget for _, budget in schedule) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
@@ -480,6 +491,7 @@ class _Plan:
     lr: float | None
     report_every: int | None
     lbfgs_history: int
+    lbfgs_curvature: str
     tolerance: float  # stop a scale early when the loss no longer improves by this fraction (0: never)
     masks: list[torch.Tensor] | None  # (1, 1, H, W) per style, any size; resized to each scale's content
     text: _TextPlan | None = None  # a written style (CLIPstyler's losses), alone or with the style images
@@ -548,7 +560,7 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
         progress.last = None
         image = optimize(objective, x0.to(plan.device), iterations=budget, optimizer=plan.optimizer,
                          lr=plan.lr, callback=progress, report_every=plan.report_every, history=plan.lbfgs_history,
-                         tolerance=plan.tolerance)
+                         curvature=plan.lbfgs_curvature, tolerance=plan.tolerance)
         progress.finished(progress.last.iteration if progress.last is not None else 0)
         if progress.stopped:
             break
@@ -578,6 +590,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     algorithm on the CPU where it pays, else PyTorch's own; see ``backbones.convolution``), tolerance (stop a
     scale once the loss improves by less than this fraction over 20 evaluations; 0: exactly ``iterations``),
     lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
+    lbfgs_curvature="scaled"|"torch" (the test an L-BFGS pair must pass: scaled, y·s > ε·y·y, whatever the loss's
+    scale; torch: torch.optim.LBFGS's y·s > 1e-10, which refuses every pair of a small loss; see lbfgs.py),
     callback(ProgressEvent) called every ``report_every`` evaluations
     (default 1, 10 on CUDA). For several contents at once use ``transfer`` with a list.
     """

@@ -11,10 +11,11 @@ import inspect
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .api import GRAMS, SCALE_MODES, scale_schedule, transfer
+from .api import GRAMS, PLAIN, SCALE_MODES, scale_schedule, transfer
 from .backbones import create_backbone, get_entry, list_backbones
 from .callbacks import (
     Animator, Chain, FrameSaver, ProgressBar, TraceRecorder, check_animation_path, frame_files_present,
@@ -26,6 +27,7 @@ from .images import (
     side_by_side, spare_inputs, write_atomically,
 )
 from .layerspec import parse_layer_spec
+from .lbfgs import CURVATURE_TESTS
 from .backbones.convolution import CONVOLUTIONS, check_convolution
 from .runtime import PRECISIONS, check_precision, resolve_device, strict_fp32
 from .study.environment import environment
@@ -145,9 +147,30 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
                         "exactly) or winograd (every eligible one; CPU)")
     p.add_argument("--lbfgs-history", type=_int_in(1, 1000), default=d["lbfgs_history"], metavar="M",
                    help="L-BFGS pairs kept; each costs 24 bytes per output pixel (lower it for very large images)")
+    p.add_argument("--plain", action="store_true",
+                   help="the seed's method exactly, as it ran before any speed or quality change: --scales none "
+                        "--tolerance 0 --convolution direct --precision fp32 --lbfgs-curvature torch (NCHW)")
+    p.add_argument("--lbfgs-curvature", choices=CURVATURE_TESTS, default=d["lbfgs_curvature"],
+                   help="the test an L-BFGS pair must pass: scaled (y·s > machine epsilon · y·y, whatever the "
+                        "loss's scale) or torch (torch.optim.LBFGS's y·s > 1e-10: the plain run exactly; it "
+                        "stalls on small losses, e.g. random-init networks at 512 px)")
 
 
-SPEED_OPTIONS = ("precision", "channels_last", "convolution", "lbfgs_history")  # what _add_speed_options adds
+SPEED_OPTIONS = ("precision", "channels_last", "convolution", "lbfgs_history", "lbfgs_curvature")  # what _add_speed_options adds
+
+
+def _apply_plain(args, argv: Sequence[str]) -> None:
+    """--plain sets the PLAIN options; a flag typed beside it that asks for something else is a contradiction."""
+    if not getattr(args, "plain", False):
+        return
+    typed = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    for name, value in PLAIN.items():
+        given, flag = getattr(args, name, value), "--" + name.replace("_", "-")
+        if any(flag.startswith(t) for t in typed if t != "--") and given != value:  # argparse takes prefixes
+            raise StylelabError(f"--plain runs {flag} {value}; drop {flag} {given}"
+                                if not isinstance(value, bool) else f"--plain runs without {flag}; drop it")
+        if hasattr(args, name):
+            setattr(args, name, value)
 
 
 def _speed_options(args) -> dict:
@@ -983,6 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parser.parse_args(argv)
     try:
+        _apply_plain(args, argv)
         with StopRequests() as args.stops:
             return args.run(args)
     except StylelabError as exc:

@@ -52,6 +52,7 @@ class OptimizerConfig:
     iterations: int = 500  # loss evaluations at the output's size
     coarse_iterations: int | None = None  # at each smaller scale of a pyramid; None: iterations
     lbfgs_history: int = 100
+    lbfgs_curvature: str = "scaled"  # the L-BFGS pair test (lbfgs.py); "torch": the plain run's
     tolerance: float = 0.0  # stop once the loss improves by less than this fraction over 20 evaluations
 
 

@@ -13,6 +13,14 @@ with its own history, curvature scale and step. Two departures, both for speed:
   with too little curvature (y·s ≤ 1e-10) is stored with ρ = 0, which removes it from the recursion
   exactly as torch skips it, but it still occupies a slot of the history (torch would keep an older pair).
 
+One departure for quality, opt-in here (``curvature="scaled"``; ``transfer`` uses it by default): torch keeps a
+pair when y·s > 1e-10, an absolute threshold, so a problem whose loss is small enough (a large picture under a
+normalized Gram loss, a random-init network) has every pair refused: the step stays -g with t = 1, a gradient
+descent so slow that 500 evaluations barely move the picture. "scaled" keeps a pair when y·s > ε·y·y (ε the
+dtype's machine epsilon), the scale-free test of L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995, §4): it refuses the
+same pairs whatever the loss's scale, and all of torch's refused pairs that are still curvature at that scale
+are kept.
+
 Shapes: x is (B, ...) and every image of the batch is one problem of N = x[0].numel() unknowns.
 """
 
@@ -22,15 +30,19 @@ import torch
 from torch import Tensor
 
 CURVATURE_EPS = 1e-10  # torch.optim.LBFGS's threshold on y·s
+CURVATURE_TESTS = ("scaled", "torch")  # keep a pair when y·s > machine epsilon · y·y / when y·s > 1e-10
 
 
 class BatchedLBFGS:
     """Call ``step(grad)`` after each evaluation of the loss at ``x``; ``x`` is updated in place."""
 
-    def __init__(self, x: Tensor, lr: float = 1.0, history: int = 100):
+    def __init__(self, x: Tensor, lr: float = 1.0, history: int = 100, curvature: str = "torch"):
         if history < 1:
             raise ValueError(f"history must be >= 1, got {history}")
+        if curvature not in CURVATURE_TESTS:
+            raise ValueError(f"curvature must be one of {', '.join(CURVATURE_TESTS)}, got {curvature!r}")
         self.x, self.lr, self.history = x, float(lr), history
+        self.scaled = curvature == "scaled"
         b, n = x.shape[0], x[0].numel()
         self.batch, self.n = b, n
         self.count = 0  # pairs stored so far (host-side integer: shapes never depend on tensor values)
@@ -90,7 +102,7 @@ class BatchedLBFGS:
         self.yy[:, p, :m] = y_dots[..., 1]
         self.yy[:, :m, p] = y_dots[..., 1]
         ys, yy = self.sy[:, p, p], self.yy[:, p, p]  # (B,)
-        ok = ys > CURVATURE_EPS
+        ok = ys > (torch.finfo(ys.dtype).eps * yy if self.scaled else CURVATURE_EPS)
         self.rho[:, p] = torch.where(ok, ys.reciprocal(), torch.zeros_like(ys))
         self.h_diag = torch.where(ok.unsqueeze(1), (ys / yy).unsqueeze(1), self.h_diag)
 

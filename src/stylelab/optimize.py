@@ -24,6 +24,7 @@ from .losses import (
 from .runtime import autocast_dtype, strict_fp32
 
 LBFGS_HISTORY = 100  # torch's default, as in Gatys et al.'s reference code
+LBFGS_CURVATURE = "scaled"  # the pair test (lbfgs.py); "torch": torch.optim.LBFGS's absolute one, the plain run
 
 
 BALANCES = ("none", "auto")
@@ -209,12 +210,12 @@ class StyleObjective:
         return torch.stack(parts).sum(0)
 
 
-def lbfgs_step(x: Tensor, lr: float, history: int) -> Callable[[Tensor], None]:
+def lbfgs_step(x: Tensor, lr: float, history: int, curvature: str) -> Callable[[Tensor], None]:
     """Our batched L-BFGS: exactly one evaluation per iteration, no line search, no early stop."""
-    return BatchedLBFGS(x, lr=lr, history=history).step
+    return BatchedLBFGS(x, lr=lr, history=history, curvature=curvature).step
 
 
-def adam_step(x: Tensor, lr: float, history: int) -> Callable[[Tensor], None]:
+def adam_step(x: Tensor, lr: float, history: int, curvature: str) -> Callable[[Tensor], None]:
     """Adam on the pixels, projected back into [0, 1] after each step (its steps can leave the range)."""
     adam = torch.optim.Adam([x], lr=lr)
 
@@ -226,8 +227,8 @@ def adam_step(x: Tensor, lr: float, history: int) -> Callable[[Tensor], None]:
     return step
 
 
-# name: (make_step(x, lr, history) -> step(grad), default learning rate)
-OPTIMIZERS: dict[str, tuple[Callable[[Tensor, float, int], Callable[[Tensor], None]], float]] = {
+# name: (make_step(x, lr, L-BFGS history, L-BFGS curvature test) -> step(grad), default learning rate)
+OPTIMIZERS: dict[str, tuple[Callable[[Tensor, float, int, str], Callable[[Tensor], None]], float]] = {
     "lbfgs": (lbfgs_step, 1.0),
     "adam": (adam_step, 0.02),
 }
@@ -269,12 +270,14 @@ def converged(totals: Tensor, tolerance: float, window: int = CONVERGENCE_WINDOW
 
 def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optimizer: str = "lbfgs",
              lr: float | None = None, callback: Callable[[ProgressEvent], None] | None = None,
-             report_every: int | None = None, history: int = LBFGS_HISTORY, tolerance: float = 0.0) -> Tensor:
+             report_every: int | None = None, history: int = LBFGS_HISTORY, curvature: str = LBFGS_CURVATURE,
+             tolerance: float = 0.0) -> Tensor:
     """Optimize ``image`` (a copy; (B, 3, H, W), every image its own problem) for ``iterations`` loss
     evaluations; return the result in [0, 1].
 
     ``history`` L-BFGS pairs are kept (allocated in full at the second evaluation, so a run that does not
-    fit in memory fails in its first seconds). Losses are kept on the device and copied to the host every
+    fit in memory fails in its first seconds); ``curvature`` is the test a pair must pass (lbfgs.py: "scaled",
+    the default, or "torch", torch.optim.LBFGS's absolute one: the plain run). Losses are kept on the device and copied to the host every
     ``report_every`` evaluations (and after the last): then they are checked to be finite and ``callback``
     gets a ``ProgressEvent``. ``tolerance`` > 0 stops early, at a report, once every image's loss improved by
     less than that fraction over the last ``CONVERGENCE_WINDOW`` evaluations (0: exactly ``iterations``).
@@ -286,7 +289,7 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
     names = [*objective.spec.content_layers, *objective.spec.style_layers]
     n_content = len(objective.spec.content_layers)
     make_step, default_lr = OPTIMIZERS[optimizer]
-    step = make_step(x, default_lr if lr is None else lr, history)
+    step = make_step(x, default_lr if lr is None else lr, history, curvature)
 
     trace = None  # (iterations, B, P) losses, filled on the device
     reported, start = 0, time.perf_counter()

@@ -20,7 +20,7 @@ from ..backbones import Backbone, create_backbone
 from ..backbones.convolution import convolution_in_effect
 from ..callbacks import Chain, ProgressBar
 from ..images import load_image, save_image, write_atomically
-from ..optimize import ProgressEvent
+from ..optimize import LBFGS_CURVATURE, ProgressEvent
 from ..runtime import describe_precision, resolve_device
 from .environment import PeakMemory, environment
 from .evaluate import Judges
@@ -134,7 +134,7 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
         "tv_weight": result.loss.tv_weight,
         "size": list(result.image.shape[-2:]),
         "iterations": result.iterations,
-        "mode": run_mode(schedule, options.get("tolerance", 0.0)),
+        "mode": run_mode(schedule, options.get("tolerance", 0.0), options.get("lbfgs_curvature", LBFGS_CURVATURE)),
         "seconds": result.seconds,
         "seconds_per_iteration": result.seconds / result.iterations,
         "peak_memory_mib": memory.mib,
@@ -152,12 +152,14 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
     return record
 
 
-def run_mode(schedule: Sequence[tuple[int, int]], tolerance: float) -> str:
-    """"plain" (one scale, fixed evaluations: the seed's method) or the pyramid and the stopping rule."""
-    if len(schedule) == 1 and not tolerance:
+def run_mode(schedule: Sequence[tuple[int, int]], tolerance: float, curvature: str = "torch") -> str:
+    """"plain" (one scale, fixed evaluations, torch's L-BFGS pair test: the seed's method) or the scales with
+    their evaluations, the stopping rule and the scaled pair test where they depart from it."""
+    if len(schedule) == 1 and not tolerance and curvature == "torch":
         return "plain"
     scales = " → ".join(f"{edge}×{budget}" for edge, budget in schedule)
-    return scales + (f", tolerance {tolerance:g}" if tolerance else "")
+    return (scales + (f", tolerance {tolerance:g}" if tolerance else "")
+            + (", scaled L-BFGS pair test" if curvature == "scaled" else ""))
 
 
 def write_results(out_dir: Path, command: str, device: torch.device, judges: Judges, records: Sequence[dict],
