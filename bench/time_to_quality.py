@@ -5,7 +5,8 @@
     python bench/time_to_quality.py --sizes 128 --iterations 40 --candidates plain,default     # quick
 
 The **plain run** is single-scale L-BFGS from the content image for --iterations evaluations (500: the seed's
-setting; ``stylelab.PLAIN``, ``--plain`` on the command line: today's run exactly). Its final total loss at the output size is the bar. For every
+setting; ``stylelab.PLAIN``, ``--plain`` on the command line: today's run exactly). Its final total loss at
+the output size is the bar. For every
 candidate (a named set of ``transfer`` options, see CANDIDATES) the bench records the loss of every evaluation
 with the wall time since ``transfer`` was called (targets, image preparation and coarse scales included) and
 reports the time at which the output-size loss first reaches the bar, the final loss, the pictures side

@@ -14,7 +14,7 @@ from stylelab.config import option_names
 
 CLI_ONLY = {"content", "styles", "contents", "output", "quiet", "save_every", "trace", "animate", "animate_every",
             "bit_depth", "command", "run", "parameter_flags", "ray",
-            "plain"}  # files, reporting, where it runs: the CLI's business (--plain: stylelab.PLAIN spelled as one flag)
+            "plain"}  # files, reporting, where it runs: the CLI's business (--plain: stylelab.PLAIN as one flag)
 API_ONLY = {"report_every"}  # the CLI derives it from --trace, frames and the device
 
 

@@ -74,8 +74,9 @@ def test_cli_scales_none_auto_and_the_sweep_records_the_mode(tmp_path, capsys):
                  "--iterations", "3", "--coarse-iterations", "2", "--scales", "24,48", "--tolerance", "0.5",
                  "--style-layers", "relu1_1", "--quiet", "--device", "cpu"]) == 0
     run, = json.loads((out / "results.json").read_text())["runs"]
-    assert run["mode"] == "24×2 → 48×3, tolerance 0.5, scaled L-BFGS pair test" and run["options"]["scales"] == [24, 48]
-    assert "| c0-s0 | 24×2 → 48×3, tolerance 0.5, scaled L-BFGS pair test | vgg19 |" in (out / "results.md").read_text()
+    mode = "24×2 → 48×3, tolerance 0.5, scaled L-BFGS pair test"
+    assert run["mode"] == mode and run["options"]["scales"] == [24, 48]
+    assert f"| c0-s0 | {mode} | vgg19 |" in (out / "results.md").read_text()
 
 
 def _small_loss(content, style, scale=1.0, **options):
@@ -117,7 +118,8 @@ def test_cli_plain_is_one_flag_for_the_seeds_run_and_contradictions_are_refused(
     with pytest.raises(SystemExit) as exit_:
         main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--lbfgs-curvature", "loose",
               *run])
-    assert exit_.value.code == 2 and "invalid choice: 'loose' (choose from 'scaled', 'torch')" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'loose' (choose from 'scaled', 'torch')" in err
 
 
 def test_transfer_checks_the_pair_test_name(images):

@@ -30,8 +30,8 @@ from .losses import StyleLoss, TokenGramLoss, create_style_loss, require_positio
 from .losses.text import CROPS as TEXT_CROPS, TextStyleLoss, check_style_text
 from .lbfgs import CURVATURE_TESTS
 from .optimize import (
-    AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, LBFGS_CURVATURE, OPTIMIZERS, LossSpec, ProgressEvent, StopOptimization,
-    StyleObjective, check_balance, check_feature_transform, initial_image, optimize,
+    AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, LBFGS_CURVATURE, OPTIMIZERS, LossSpec, ProgressEvent,
+    StopOptimization, StyleObjective, check_balance, check_feature_transform, initial_image, optimize,
 )
 from .runtime import check_precision, device_name, numeric_mode, resolve_device
 

@@ -156,7 +156,8 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
                         "stalls on small losses, e.g. random-init networks at 512 px)")
 
 
-SPEED_OPTIONS = ("precision", "channels_last", "convolution", "lbfgs_history", "lbfgs_curvature")  # what _add_speed_options adds
+# what _add_speed_options adds
+SPEED_OPTIONS = ("precision", "channels_last", "convolution", "lbfgs_history", "lbfgs_curvature")
 
 
 def _apply_plain(args, argv: Sequence[str]) -> None:

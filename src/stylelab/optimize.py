@@ -277,10 +277,11 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
 
     ``history`` L-BFGS pairs are kept (allocated in full at the second evaluation, so a run that does not
     fit in memory fails in its first seconds); ``curvature`` is the test a pair must pass (lbfgs.py: "scaled",
-    the default, or "torch", torch.optim.LBFGS's absolute one: the plain run). Losses are kept on the device and copied to the host every
-    ``report_every`` evaluations (and after the last): then they are checked to be finite and ``callback``
-    gets a ``ProgressEvent``. ``tolerance`` > 0 stops early, at a report, once every image's loss improved by
-    less than that fraction over the last ``CONVERGENCE_WINDOW`` evaluations (0: exactly ``iterations``).
+    the default, or "torch", torch.optim.LBFGS's absolute one: the plain run). Losses are kept on the device and
+    copied to the host every ``report_every`` evaluations (and after the last): then they are checked to be
+    finite and ``callback`` gets a ``ProgressEvent``. ``tolerance`` > 0 stops early, at a report, once every
+    image's loss improved by less than that fraction over the last ``CONVERGENCE_WINDOW`` evaluations (0:
+    exactly ``iterations``).
     """
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
