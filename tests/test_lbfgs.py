@@ -158,7 +158,7 @@ def test_the_scaled_curvature_test_takes_the_same_steps_as_torch_where_both_keep
 
 
 def test_a_small_loss_stalls_under_torchs_threshold_and_converges_under_the_scaled_test():
-    """The loss ×1e-9: torch's y·s > 1e-10 refuses every pair, so each step is -g (a crawl); the scale-free
+    """The loss ×1e-9: torch's y·s > 1e-10 refuses every pair, so each step is -g (a crawl); the relative
     test keeps them and reaches the minimizer, checked against a float64 solve."""
     a, c = _spd(10, 3)
     x0 = torch.zeros(1, 10, dtype=torch.float64)

@@ -91,7 +91,7 @@ def _small_loss(content, style, scale=1.0, **options):
 def test_plain_stalls_on_a_small_loss_where_the_default_pair_test_optimizes(images):
     plain, default = _small_loss(*images, **PLAIN), _small_loss(*images)
     assert plain[-1] > 0.9999 * plain[0]  # gradient descent with a unit step on a small loss: it hardly moves
-    assert default[0] == plain[0] and default[-1] < 0.5 * default[0]  # the scale-free test keeps the pairs
+    assert default[0] == plain[0] and default[-1] < 0.5 * default[0]  # the relative test keeps the pairs
     # the same objective ×1e5 (every weight by one factor): there torch's test keeps them too
     usual = _small_loss(*images, scale=1e5, **PLAIN)
     assert usual[0] == pytest.approx(plain[0] * 1e5, rel=1e-5) and usual[-1] < 0.5 * usual[0]

@@ -106,7 +106,7 @@ def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers
 # The seed's method exactly, as it ran before any speed or quality departure: transfer(..., **PLAIN), or
 # `--plain` on the command line. One scale, a fixed number of evaluations, PyTorch's own convolutions, fp32 in
 # NCHW, and torch.optim.LBFGS's curvature test (the default's scaled test keeps pairs torch refuses on small
-# losses, so the two part there; elsewhere they take the same steps).
+# losses, so the two part there; on a trained network's loss they kept the same pairs: bench/RESULTS.md).
 PLAIN = {"scales": "none", "tolerance": 0.0, "convolution": "direct", "precision": "fp32", "channels_last": False,
          "lbfgs_curvature": "torch"}
 
@@ -590,8 +590,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     algorithm on the CPU where it pays, else PyTorch's own; see ``backbones.convolution``), tolerance (stop a
     scale once the loss improves by less than this fraction over 20 evaluations; 0: exactly ``iterations``),
     lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
-    lbfgs_curvature="scaled"|"torch" (the test an L-BFGS pair must pass: scaled, y·s > ε·y·y, whatever the loss's
-    scale; torch: torch.optim.LBFGS's y·s > 1e-10, which refuses every pair of a small loss; see lbfgs.py),
+    lbfgs_curvature="scaled"|"torch" (the test an L-BFGS pair must pass: scaled, y·s > ε·y·y, which a small loss only
+    makes more lenient; torch: torch.optim.LBFGS's y·s > 1e-10, which refuses every pair of a small loss; see lbfgs.py),
     callback(ProgressEvent) called every ``report_every`` evaluations
     (default 1, 10 on CUDA). For several contents at once use ``transfer`` with a list.
     """

@@ -151,8 +151,8 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
                    help="the seed's method exactly, as it ran before any speed or quality change: --scales none "
                         "--tolerance 0 --convolution direct --precision fp32 --lbfgs-curvature torch (NCHW)")
     p.add_argument("--lbfgs-curvature", choices=CURVATURE_TESTS, default=d["lbfgs_curvature"],
-                   help="the test an L-BFGS pair must pass: scaled (y·s > machine epsilon · y·y, whatever the "
-                        "loss's scale) or torch (torch.optim.LBFGS's y·s > 1e-10: the plain run exactly; it "
+                   help="the test an L-BFGS pair must pass: scaled (y·s > machine epsilon · y·y, which a small "
+                        "loss only makes more lenient) or torch (torch.optim.LBFGS's y·s > 1e-10: the plain run exactly; it "
                         "stalls on small losses, e.g. random-init networks at 512 px)")
 
 

@@ -17,9 +17,9 @@ One departure for quality, opt-in here (``curvature="scaled"``; ``transfer`` use
 pair when y·s > 1e-10, an absolute threshold, so a problem whose loss is small enough (a large picture under a
 normalized Gram loss, a random-init network) has every pair refused: the step stays -g with t = 1, a gradient
 descent so slow that 500 evaluations barely move the picture. "scaled" keeps a pair when y·s > ε·y·y (ε the
-dtype's machine epsilon), the scale-free test of L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995, §4): it refuses the
-same pairs whatever the loss's scale, and all of torch's refused pairs that are still curvature at that scale
-are kept.
+dtype's machine epsilon), L-BFGS-B's relative test (Byrd, Lu, Nocedal & Zhu 1995): it refuses a pair only when
+the step's inverse-curvature scale y·s / y·y is below ε. It is not scale-free (a loss ×c moves y·s by c and the
+bar by c²), but a smaller loss only makes it more lenient, so it never refuses pairs for being small.
 
 Shapes: x is (B, ...) and every image of the batch is one problem of N = x[0].numel() unknowns.
 """
