@@ -147,3 +147,45 @@ def test_judge_bisects_to_the_first_picture_at_the_level():
     assert table.first_below(points, pictures, 2.5) == (3, 2.5)
     assert table.first_below(points, pictures, 0.5) is None  # the last picture is above: not reached
     assert len(calls) < len(losses)  # bisection, not a scan
+
+
+def test_split_input_convolution_sees_the_image_finer_than_bf16_autocast():
+    """bench/bf16_rounding.py's claim: hi + lo stacked gives conv(x) (bf16 weights) rounded once, where autocast
+    first rounds the image itself; both against a float64 convolution with the same bf16 weights."""
+    from torch import nn
+
+    from bf16_rounding import SplitInputConv2d
+
+    torch.manual_seed(0)
+    conv, x = nn.Conv2d(3, 16, 3, padding=1), torch.rand(2, 3, 24, 24)
+    conv.requires_grad_(False)  # frozen, as a backbone's are
+    exact = nn.functional.conv2d(x.double(), conv.weight.bfloat16().double(), conv.bias.bfloat16().double(),
+                                 padding=1)
+
+    def error(module) -> float:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = module(x).double()
+        return float(((out - exact).abs() / exact.abs().clamp_min(1e-3)).mean())
+
+    autocast_error = error(conv)
+    conv.__class__ = SplitInputConv2d
+    assert error(conv) < 0.4 * autocast_error
+    assert conv(x).dtype == torch.float32  # outside autocast it is the plain convolution
+    assert torch.equal(conv(x), nn.functional.conv2d(x, conv.weight, conv.bias, padding=1))
+
+
+@pytest.mark.parametrize("variant", ["split-input-gram-bf16", "split-input-continuation"])
+def test_bf16_rounding_bench_judges_its_pictures_and_restores_the_library(tmp_path, variant):
+    import bf16_rounding
+
+    import stylelab.api as api
+    from stylelab.optimize import StyleObjective
+
+    saved = api.create_backbone, StyleObjective.__call__, torch.backends.mkldnn.matmul.fp32_precision
+    out = tmp_path / "r.json"
+    assert bf16_rounding.main([variant, "4", "--backbone", "vgg19", "--weights", "random", "--size", "32",
+                               "--judge-from", "2", "--bar", "1.0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert sorted(report["fp32_loss"]) == ["2", "4"] and len(report["seconds"]) == 4 and report["failure"] is None
+    assert all(loss > 0 for loss in report["fp32_loss"].values())
+    assert (api.create_backbone, StyleObjective.__call__, torch.backends.mkldnn.matmul.fp32_precision) == saved
