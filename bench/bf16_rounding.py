@@ -4,8 +4,8 @@
 
 A bf16 run needs more evaluations than the fp32 plain run to reach the plain run's loss (bench/RESULTS.md). This
 bench tests where that comes from by changing one thing in an otherwise ``--precision bf16 --channels-last``
-plain run, then scores the pictures of evaluations 300, 310, … by the plain run's fp32 loss (time_to_quality's
-``Judge``; the bar is ``--bar`` or that bench's JSON). An exploration, not a product option: the variants patch
+plain run, then scores every 10th picture from ``--judge-from`` (300) on, and the last, by the plain run's fp32
+loss (time_to_quality's ``Judge``), as a share of ``--bar`` when given. An exploration, not a product option: the variants patch
 the library for this process only.
 
 * ``base``: bf16 autocast as the product runs it.
@@ -58,12 +58,11 @@ class SplitInputConv2d(nn.Conv2d):
         with torch.autocast("cpu", enabled=False):
             hi = x.bfloat16()
             lo = (x - hi.float()).detach().bfloat16()  # the gradient reaches x through hi alone
-            w = weight.bfloat16()
+            w, b = weight.bfloat16(), None if bias is None else bias.bfloat16()
             if self.sum_of_two:
-                return (F.conv2d(hi, w, None if bias is None else bias.bfloat16(), self.stride, self.padding,
-                                 self.dilation) + F.conv2d(lo, w, None, self.stride, self.padding, self.dilation))
-            return F.conv2d(torch.cat([hi, lo], 1), torch.cat([w, w], 1), None if bias is None else bias.bfloat16(),
-                            self.stride, self.padding, self.dilation)
+                return (F.conv2d(hi, w, b, self.stride, self.padding, self.dilation)
+                        + F.conv2d(lo, w, None, self.stride, self.padding, self.dilation))
+            return F.conv2d(torch.cat([hi, lo], 1), torch.cat([w, w], 1), b, self.stride, self.padding, self.dilation)
 
 
 def patch(variant: str):
@@ -135,7 +134,8 @@ def main(argv=None) -> int:
     except stylelab.StylelabError as error:  # e.g. a non-finite loss: recorded, and what ran is still judged
         failure = str(error)
     steps = [b - a for a, b in zip(stamps, stamps[1:])][2:]
-    print(f"{args.variant}: {len(stamps)} evaluations, median {statistics.median(steps):.3f} s each"
+    median = f"{statistics.median(steps):.3f} s" if steps else "–"
+    print(f"{args.variant}: {len(stamps)} evaluations, median {median} each"
           + (f"; stopped: {failure}" if failure else ""), flush=True)
     undo()
     judge = Judge(content, style, common)
