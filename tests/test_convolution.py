@@ -123,9 +123,13 @@ def test_convolution_names_and_devices_are_checked():
     check_convolution("auto", torch.device("cuda"))  # auto is direct off the CPU
 
 
+INTEL = ("GenuineIntel", 6)
+
+
 @pytest.mark.parametrize("capability", ["AVX512", "DEFAULT"])
 def test_auto_is_direct_on_cpus_beyond_or_below_avx2(monkeypatch, capability):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(convolution, "cpu_vendor_family", lambda: INTEL)
     net = create_backbone("vgg19", "random")
     use_convolution(net, "auto")
     assert {m.algorithm for m in net.modules() if isinstance(m, WinogradConv2d)} == {"direct"}
@@ -134,11 +138,40 @@ def test_auto_is_direct_on_cpus_beyond_or_below_avx2(monkeypatch, capability):
     assert {m.algorithm for m in net.modules() if isinstance(m, WinogradConv2d)} == {"auto"}
 
 
+@pytest.mark.parametrize("vendor, capability, algorithm", [
+    (convolution.ZEN4, "AVX512", "auto"),  # Zen 4: AVX-512 on 256-bit units, where Winograd measured 1.5×
+    (("AuthenticAMD", 0x1A), "AVX512", "direct"),  # Zen 5: full-width AVX-512, not measured
+    (INTEL, "AVX512", "direct"),
+    (convolution.ZEN4, "DEFAULT", "direct"),
+    (("AuthenticAMD", 0x17), "AVX2", "auto"),
+    (("", None), "AVX2", "auto"),  # no /proc/cpuinfo: the capability alone decides
+])
+def test_auto_takes_winograd_by_vector_unit_and_cpu_family(monkeypatch, vendor, capability, algorithm):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(convolution, "cpu_vendor_family", lambda: vendor)
+    net = create_backbone("vgg19", "random")
+    use_convolution(net, "auto")
+    assert {m.algorithm for m in net.modules() if isinstance(m, WinogradConv2d)} == {algorithm}
+
+
+def test_cpuinfo_names_model_vendor_and_family():
+    from stylelab.runtime import cpu_description, cpu_info
+
+    amd = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+           "model name\t: AMD EPYC 9R14\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n")
+    assert cpu_info(amd) == ("AMD EPYC 9R14", "AuthenticAMD", 25) and cpu_info(amd)[1:] == convolution.ZEN4
+    assert cpu_info("vendor_id : GenuineIntel\ncpu family : 6\n")[1:] == INTEL
+    assert cpu_info("Processor : ARMv8\n") == ("", "", None)
+    described = cpu_description()  # this machine's, whatever it is: named with PyTorch's vector unit
+    assert described.endswith(f"{torch.backends.cpu.get_cpu_capability()})") and len(described) > 4
+
+
 def test_records_name_the_convolution_that_ran(monkeypatch):
     from stylelab.runtime import describe_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(convolution, "cpu_vendor_family", lambda: INTEL)
     assert convolution_in_effect("auto", cpu) == "direct" == convolution_in_effect("winograd", cuda)
     assert describe_precision("fp32", False, convolution_in_effect("auto", cpu)) == describe_precision("fp32")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")

@@ -142,8 +142,8 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
                         "losses stay fp32); see bench/RESULTS.md for their speed and difference")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
     p.add_argument("--convolution", choices=CONVOLUTIONS, default=d["convolution"],
-                   help="3x3 convolutions: auto (Winograd's algorithm on the CPU's large maps, faster per "
-                        "iteration, most on AVX2 CPUs; direct elsewhere), direct (PyTorch's own: the plain run "
+                   help="3x3 convolutions: auto (Winograd's algorithm on large maps on AVX2 CPUs and AMD Zen 4, "
+                        "where it is faster per iteration; direct elsewhere), direct (PyTorch's own: the plain run "
                         "exactly) or winograd (every eligible one; CPU)")
     p.add_argument("--lbfgs-history", type=_int_in(1, 1000), default=d["lbfgs_history"], metavar="M",
                    help="L-BFGS pairs kept; each costs 24 bytes per output pixel (lower it for very large images)")

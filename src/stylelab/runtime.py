@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import platform
+import re
+from pathlib import Path
 
 import torch
 
@@ -44,6 +48,39 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return device.type
+
+
+def cpu_info(cpuinfo: str) -> tuple[str, str, int | None]:
+    """(model name, vendor, family) of the first CPU in a ``/proc/cpuinfo`` text, e.g. ("AMD EPYC",
+    "AuthenticAMD", 25); empty strings and None for what the text lacks."""
+    def field(name: str) -> str:
+        found = re.search(rf"^{name}\s*:[ \t]*(.*)$", cpuinfo, re.MULTILINE)
+        return found.group(1).strip() if found else ""
+
+    family = field("cpu family")
+    return field("model name"), field("vendor_id"), int(family) if family.isdigit() else None
+
+
+@functools.lru_cache(maxsize=1)
+def this_cpu() -> tuple[str, str, int | None]:
+    """This machine's ``cpu_info``; ("", "", None) where there is no ``/proc/cpuinfo`` (not Linux)."""
+    try:
+        return cpu_info(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return "", "", None
+
+
+def cpu_vendor_family() -> tuple[str, int | None]:
+    """(vendor, family) of this machine's CPU: ("AuthenticAMD", 25), ("GenuineIntel", 6), or ("", None)."""
+    return this_cpu()[1:]
+
+
+def cpu_description() -> str:
+    """The CPU for records: model, vendor and family, and PyTorch's vector unit, e.g.
+    "AMD EPYC (AuthenticAMD family 25, AVX512)" — machines of one name part by family and vector unit."""
+    model, vendor, family = this_cpu()
+    known = f"{vendor} family {family}, " if vendor and family is not None else ""
+    return f"{model or platform.processor() or platform.machine()} ({known}{torch.backends.cpu.get_cpu_capability()})"
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")

@@ -4,15 +4,18 @@ A style transfer spends most of each evaluation in the backbone's 3×3 convoluti
 image's gradient) backward. On the CPU PyTorch computes them directly (oneDNN); PyTorch's CPU builds also
 carry NNPACK, whose Winograd transform F(6×6, 3×3) needs about a fifth of the multiplications. NNPACK's kernels
 are AVX2; oneDNN's direct ones use AVX-512 where the CPU has it. Measured (bench/RESULTS.md), per evaluation at
-512 px: 1.85× faster on an AVX2 CPU (AMD EPYC), 1.46× with oneDNN held to AVX2 on a Xeon, and no faster (0.95–1.1×)
-with oneDNN on that Xeon's AVX-512; slower on small deep maps everywhere.
+512 px: 1.85× faster on an AVX2 CPU (AMD EPYC), 1.46× with oneDNN held to AVX2 on a Xeon, no faster (0.95–1.1×)
+with oneDNN on that Xeon's AVX-512, and 1.50× on an AMD EPYC of the Zen 4 family, whose AVX-512 runs on 256-bit
+units (so oneDNN's AVX-512 kernels have AVX2's throughput there); slower on small deep maps everywhere.
 
 * ``direct``: PyTorch's own convolution everywhere (the behaviour before this module).
 * ``winograd``: every eligible convolution by Winograd (CPU only; refused where NNPACK is missing).
 * ``auto`` (the default): Winograd where it pays — on a CPU whose best vector unit is AVX2 (PyTorch's
-  ``get_cpu_capability()``), for eligible convolutions with at least ``WINOGRAD_MIN_POSITIONS`` output
-  positions — direct everywhere else (AVX-512 CPUs, CUDA, MPS, small maps). A rule on the machine and the
-  shapes, not a timing, so two runs of the same job on one machine always take the same path.
+  ``get_cpu_capability()``) or on AMD's family 19h with AVX-512 (Zen 4, from ``/proc/cpuinfo``; Zen 5's
+  full-width AVX-512 is not measured, so it stays direct), for eligible convolutions with at least
+  ``WINOGRAD_MIN_POSITIONS`` output positions — direct everywhere else (other AVX-512 CPUs, CUDA, MPS, small
+  maps). A rule on the machine and the shapes, not a timing, so two runs of the same job on one machine always
+  take the same path.
 
 Eligible: a plain ``nn.Conv2d`` with a 3×3 kernel, stride 1, padding 1, no dilation or groups, zero padding,
 frozen fp32 weights, and an fp32 CPU input. The results are fp32 throughout; Winograd's transform rounds
@@ -32,6 +35,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ..errors import StylelabError
+from ..runtime import cpu_vendor_family
 
 CONVOLUTIONS = ("auto", "direct", "winograd")
 # Below this many output positions (e.g. 32×32) oneDNN's direct convolution is as fast or faster (measured on
@@ -55,9 +59,17 @@ def winograd_available() -> bool:
     return _nnpack
 
 
+# AMD's family 19h with AVX-512 is Zen 4 (its Zen 3 members have no AVX-512, so they are AVX2 CPUs already).
+ZEN4 = ("AuthenticAMD", 0x19)
+
+
 def winograd_pays() -> bool:
-    """Whether ``auto`` uses Winograd on this CPU: NNPACK works and PyTorch's CPU kernels top out at AVX2."""
-    return winograd_available() and torch.backends.cpu.get_cpu_capability() == "AVX2"
+    """Whether ``auto`` uses Winograd on this CPU: NNPACK works, and PyTorch's CPU kernels top out at AVX2 or the
+    AVX-512 is Zen 4's, on 256-bit units."""
+    if not winograd_available():
+        return False
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability == "AVX2" or (capability == "AVX512" and cpu_vendor_family() == ZEN4)
 
 
 def _resolved(name: str) -> str:

@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from .. import __version__
-from ..runtime import device_name
+from ..runtime import cpu_description, device_name
 
 
 def environment(device: torch.device, numeric_mode: str = "fp32 (TF32 off)") -> dict[str, str | int | None]:
@@ -23,6 +23,7 @@ def environment(device: torch.device, numeric_mode: str = "fp32 (TF32 off)") -> 
         "torchvision": torchvision.__version__,
         "cuda": torch.version.cuda,
         "platform": platform.platform(),
+        "cpu": cpu_description(),
         "cpu_threads": torch.get_num_threads(),
         "device": device_name(device),
         "numeric_mode": numeric_mode,
