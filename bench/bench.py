@@ -18,7 +18,6 @@ Prints a table last and writes JSON (--json).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import platform
@@ -42,6 +41,7 @@ from stylelab.images import resize  # noqa: E402
 from stylelab.optimize import LossSpec, StyleObjective  # noqa: E402
 from stylelab.runtime import device_name, numeric_mode, resolve_device  # noqa: E402
 from stylelab.samples import sample_content, sample_style  # noqa: E402
+from stylelab.study.environment import environment  # noqa: E402
 
 BURN_IN = 5  # evaluations excluded from the per-iteration median (allocator, cuDNN autotuning)
 
@@ -83,7 +83,8 @@ def evaluation_cost(backbone: str, content, style, device) -> tuple[float, int]:
 VARIANTS = {
     "fp32": {},
     "fp32-nhwc": {"channels_last": True},  # same arithmetic, other order: the PSNR floor of chaos alone
-    "fp32-direct": {"convolution": "direct"},  # PyTorch's own convolutions (fp32's auto uses Winograd on CPUs)
+    "fp32-direct": {"convolution": "direct"},  # PyTorch's own convolutions (auto takes Winograd on AVX2 CPUs)
+    "fp32-winograd": {"convolution": "winograd"},  # NNPACK's Winograd on every large 3×3 map, whatever the CPU
     "fp32-sync": {"report_every": 1},  # a host sync after every evaluation (the default reports every 10 on CUDA)
     "tf32": {"precision": "tf32"},
     "bf16": {"precision": "bf16"},
@@ -181,8 +182,7 @@ def main(argv=None) -> int:
     peak_tflops = args.peak_tflops or (67.0 if any(g in name for g in ("H100", "H200")) else None)
     variants = [v for v in args.variants.split(",") if device.type == "cuda" or VARIANTS[v].get("precision") != "tf32"]
     torch.manual_seed(0)
-    env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "device": name,
-           "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
+    env = {**environment(device), "machine": platform.machine(),
            "variants": {v: VARIANTS[v] for v in variants}, "weights": "random init (timing only)",
            "iterations": args.iterations, "repeats": args.repeats}
     print(f"# {env}", flush=True)

@@ -31,8 +31,10 @@ import torch
 import stylelab
 from stylelab import transfer
 from stylelab.api import as_tensor, scale_schedule
+from stylelab.backbones.convolution import convolution_in_effect
 from stylelab.images import save_image
 from stylelab.optimize import StopOptimization
+from stylelab.runtime import resolve_device
 from stylelab.samples import sample_content, sample_style
 from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
@@ -167,6 +169,8 @@ def run(name, options, stop_at_bar, bar, content, style, common, give_up=None) -
                   for margin in MARGINS} if bar is not None else {}
     row = {
         "candidate": name, "options": {k: v for k, v in options.items()},
+        "convolution": convolution_in_effect({**common, **options}.get("convolution", "auto"),
+                                             resolve_device(common.get("device", "auto"))),  # what ran, not asked
         "schedule": scale_schedule(common["size"], options.get("scales", DEFAULT_SCALES),
                                    options.get("iterations", common["iterations"]),
                                    options.get("coarse_iterations")),

@@ -19,6 +19,7 @@ def test_bench_smoke(tmp_path, capsys):
                        "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["env"]["weights"].startswith("random") and set(data["env"]["variants"]) == {"fp32", "fp32-nhwc", "bf16"}
+    assert data["env"]["cpu"].endswith(f"{torch.backends.cpu.get_cpu_capability()})")  # the machine, named
     rows = {(r["impl"], r["variant"], r["backbone"], r["batch"]): r for r in data["rows"]}
     assert set(rows) == {  # tf32 is left out on the CPU
         *{("stylelab", v, b, 1) for v in ("fp32", "fp32-nhwc", "bf16") for b in ("vgg19", "clip-rn50")},
@@ -128,6 +129,8 @@ def test_time_to_quality_judges_a_bf16_run_by_fp32_losses(tmp_path):
     own = fast["judged_in_fp32"]["own_losses"]["final"]
     assert fast["final_loss"] != own and fast["final_loss"] == pytest.approx(own, rel=0.05)  # bf16: 8-bit mantissa
     assert (tmp_path / "time-to-quality-t-32.jpg").exists()
+    assert {r["convolution"] for r in rows.values()} == {"direct"}  # what ran is recorded: the plain path here
+    assert report["environment"]["cpu"].endswith(f"{torch.backends.cpu.get_cpu_capability()})")
 
 
 def test_judge_bisects_to_the_first_picture_at_the_level():
