@@ -83,7 +83,7 @@ def evaluation_cost(backbone: str, content, style, device) -> tuple[float, int]:
 VARIANTS = {
     "fp32": {},
     "fp32-nhwc": {"channels_last": True},  # same arithmetic, other order: the PSNR floor of chaos alone
-    "fp32-direct": {"convolution": "direct"},  # PyTorch's own convolutions (auto takes Winograd on AVX2 CPUs)
+    "fp32-direct": {"convolution": "direct"},  # PyTorch's own convolutions (auto: Winograd on AVX2 CPUs, Zen 4)
     "fp32-winograd": {"convolution": "winograd"},  # NNPACK's Winograd on every large 3×3 map, whatever the CPU
     "fp32-sync": {"report_every": 1},  # a host sync after every evaluation (the default reports every 10 on CUDA)
     "tf32": {"precision": "tf32"},
