@@ -19,6 +19,8 @@ defaults) always runs to its own end, since its finish time is what a user waits
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import inspect
 import json
 import math
@@ -33,13 +35,15 @@ from stylelab import transfer
 from stylelab.api import as_tensor, scale_schedule
 from stylelab.backbones.convolution import convolution_in_effect
 from stylelab.images import save_image
-from stylelab.optimize import StopOptimization
+from stylelab.lbfgs import BatchedLBFGS
+from stylelab.optimize import StopOptimization, StyleObjective
 from stylelab.runtime import resolve_device
 from stylelab.samples import sample_content, sample_style
 from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
 
 PLAIN = dict(stylelab.PLAIN)  # the seed's run exactly (api.py); the bar
+STYLE_WARMUP = "style_warmup"  # a candidate's (factor, evaluations) for style_warmup; not a transfer option
 DEFAULT_SCALES = inspect.signature(transfer).parameters["scales"].default
 # name -> (transfer options, whether the run may stop once it reached the bar)
 CANDIDATES = {
@@ -60,6 +64,8 @@ CANDIDATES = {
     # the backbone in bf16 (AMX on recent Xeons), NHWC; its own losses are bf16 ones, so it is judged in fp32
     "bf16-nhwc": ({**PLAIN, "precision": "bf16", "channels_last": True}, False),
     "bf16-nhwc-800": ({**PLAIN, "precision": "bf16", "channels_last": True, "iterations": 800}, False),
+    # continuation in β (bench-only, see style_warmup): the defaults with β × 0.1 for the first 30 evaluations
+    "warmup-0.1-30": ({STYLE_WARMUP: (0.1, 30)}, True),
 }
 
 
@@ -73,6 +79,37 @@ def candidate_options(name: str, size: int) -> tuple[dict, bool]:
             edge *= 2
         options["scales"] = [*edges, size]
     return options, stop_at_bar
+
+
+@contextlib.contextmanager
+def style_warmup(factor: float, evaluations: int):
+    """Continuation in β, patched into the library for one run and undone after it: the first ``evaluations``
+    evaluations use β × ``factor``, then β, and L-BFGS starts afresh at the switch (pairs (s, y) taken across the
+    switch mix two objectives: kept, they drove an earlier trial's loss to inf/nan). Exploration only: the
+    warm-up's losses are not the objective's, so ``Trace`` skips them."""
+    call, step = StyleObjective.__call__, BatchedLBFGS.step
+    state = {"calls": 0, "restart": False}
+
+    def called(self, image):
+        state["calls"] += 1
+        if state["calls"] == 1:
+            state["full"] = self.spec
+            self.spec = dataclasses.replace(self.spec, style_weight=factor * self.spec.style_weight)
+        elif state["calls"] == evaluations + 1:
+            self.spec, state["restart"] = state["full"], True
+        return call(self, image)
+
+    def stepped(self, grad):
+        if state["restart"]:
+            state["restart"] = False
+            self.__init__(self.x, lr=self.lr, history=self.history, curvature="scaled" if self.scaled else "torch")
+        return step(self, grad)
+
+    StyleObjective.__call__, BatchedLBFGS.step = called, stepped
+    try:
+        yield
+    finally:
+        StyleObjective.__call__, BatchedLBFGS.step = call, step
 
 
 def judged(options: dict) -> bool:
@@ -116,8 +153,10 @@ class Trace:
     or after ``give_up`` seconds (an exploration candidate that is already too slow)."""
 
     def __init__(self, size: int, start: float, bar: float | None, give_up: float | None = None,
-                 keep_pictures: bool = False):
+                 keep_pictures: bool = False, skip: int = 0):
         self.size, self.start, self.bar, self.give_up = size, start, bar, give_up
+        self.skip = skip  # output-size evaluations not recorded (a warm-up whose losses are another objective's)
+        self.output_size_evaluations = 0
         self.points: list[tuple[int, float, float]] = []  # (evaluation at this size, seconds, loss)
         self.pictures: list[torch.Tensor] = []  # each output-size evaluation's picture, when it will be judged
         self.keep_pictures = keep_pictures
@@ -127,7 +166,10 @@ class Trace:
         self.evaluations += 1
         if max(event.image.shape[-2:]) != self.size:
             return
-        self.points.append((len(self.points) + 1, time.perf_counter() - self.start, event.loss))
+        self.output_size_evaluations += 1
+        if self.output_size_evaluations <= self.skip:
+            return
+        self.points.append((self.output_size_evaluations, time.perf_counter() - self.start, event.loss))
         if self.keep_pictures:
             self.pictures.append(event.image.clone())
         if self.bar is not None and event.loss <= self.bar:
@@ -140,12 +182,15 @@ def run(name, options, stop_at_bar, bar, content, style, common, give_up=None) -
     judge = Judge(content, style, common) if judged(options) else None
     if judge is not None and stop_at_bar:
         raise ValueError(f"{name}: a judged run cannot stop at the bar (its own losses are not fp32 ones)")
+    warmup = options.get(STYLE_WARMUP)
     start = time.perf_counter()
     trace = Trace(common["size"], start, bar if stop_at_bar else None, give_up if stop_at_bar else None,
-                  keep_pictures=judge is not None)
-    result = transfer(content, style, callback=trace, report_every=1, **{**common, **options})
+                  keep_pictures=judge is not None, skip=warmup[1] if warmup else 0)
+    with style_warmup(*warmup) if warmup else contextlib.nullcontext():
+        result = transfer(content, style, callback=trace, report_every=1,
+                          **{**common, **{k: v for k, v in options.items() if k != STYLE_WARMUP}})
     seconds = time.perf_counter() - start
-    output_size_evaluations = len(trace.points)
+    output_size_evaluations = trace.output_size_evaluations
     own_losses = None
     if judge is not None and trace.points:  # the trace's losses become fp32 ones where they were judged
         own_losses = {"final": trace.points[-1][2], "best": min(p[2] for p in trace.points)}
