@@ -19,7 +19,8 @@ the library for this process only.
   (``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``): the forward is exact (bf16-valued features), the
   backward rounds dG to bf16.
 * ``split-input-continuation``: as ``split-input``, with β × 0.1 for the first 60 evaluations (an earlier
-  round's 256 px lever).
+  round's 256 px lever), the L-BFGS pairs kept across the switch, as that round ran it (the product's
+  ``style_warmup`` starts L-BFGS afresh there instead).
 """
 
 from __future__ import annotations
@@ -89,14 +90,14 @@ def patch(variant: str):
     if variant.endswith("continuation"):
         call = StyleObjective.__call__
 
-        def continued(self, image):
+        def continued(self, image, *rest):
             self.calls = getattr(self, "calls", 0) + 1
             if self.calls == 1:
                 self.full_spec = self.spec
                 self.spec = dataclasses.replace(self.spec, style_weight=0.1 * self.spec.style_weight)
             elif self.calls == 61:
                 self.spec = self.full_spec
-            return call(self, image)
+            return call(self, image, *rest)
 
         StyleObjective.__call__ = continued
     return undo

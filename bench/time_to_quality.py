@@ -19,8 +19,6 @@ defaults) always runs to its own end, since its finish time is what a user waits
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import inspect
 import json
 import math
@@ -35,15 +33,13 @@ from stylelab import transfer
 from stylelab.api import as_tensor, scale_schedule
 from stylelab.backbones.convolution import convolution_in_effect
 from stylelab.images import save_image
-from stylelab.lbfgs import BatchedLBFGS
-from stylelab.optimize import StopOptimization, StyleObjective
+from stylelab.optimize import StopOptimization
 from stylelab.runtime import resolve_device
 from stylelab.samples import sample_content, sample_style
 from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
 
 PLAIN = dict(stylelab.PLAIN)  # the seed's run exactly (api.py); the bar
-STYLE_WARMUP = "style_warmup"  # a candidate's (factor, evaluations) for style_warmup; not a transfer option
 DEFAULT_SCALES = inspect.signature(transfer).parameters["scales"].default
 # name -> (transfer options, whether the run may stop once it reached the bar)
 CANDIDATES = {
@@ -64,8 +60,8 @@ CANDIDATES = {
     # the backbone in bf16 (AMX on recent Xeons), NHWC; its own losses are bf16 ones, so it is judged in fp32
     "bf16-nhwc": ({**PLAIN, "precision": "bf16", "channels_last": True}, False),
     "bf16-nhwc-800": ({**PLAIN, "precision": "bf16", "channels_last": True, "iterations": 800}, False),
-    # continuation in β (bench-only, see style_warmup): the defaults with β × 0.1 for the first 30 evaluations
-    "warmup-0.1-30": ({STYLE_WARMUP: (0.1, 30)}, True),
+    # continuation in β: the defaults with β × 0.1 for the first 30 evaluations, then β and a fresh L-BFGS
+    "warmup-0.1-30": ({"style_warmup": 30}, True),
 }
 
 
@@ -79,37 +75,6 @@ def candidate_options(name: str, size: int) -> tuple[dict, bool]:
             edge *= 2
         options["scales"] = [*edges, size]
     return options, stop_at_bar
-
-
-@contextlib.contextmanager
-def style_warmup(factor: float, evaluations: int):
-    """Continuation in β, patched into the library for one run and undone after it: the first ``evaluations``
-    evaluations use β × ``factor``, then β, and L-BFGS starts afresh at the switch (pairs (s, y) taken across the
-    switch mix two objectives: kept, they drove an earlier trial's loss to inf/nan). Exploration only: the
-    warm-up's losses are not the objective's, so ``Trace`` skips them."""
-    call, step = StyleObjective.__call__, BatchedLBFGS.step
-    state = {"calls": 0, "restart": False}
-
-    def called(self, image):
-        state["calls"] += 1
-        if state["calls"] == 1:
-            state["full"] = self.spec
-            self.spec = dataclasses.replace(self.spec, style_weight=factor * self.spec.style_weight)
-        elif state["calls"] == evaluations + 1:
-            self.spec, state["restart"] = state["full"], True
-        return call(self, image)
-
-    def stepped(self, grad):
-        if state["restart"]:
-            state["restart"] = False
-            self.__init__(self.x, lr=self.lr, history=self.history, curvature="scaled" if self.scaled else "torch")
-        return step(self, grad)
-
-    StyleObjective.__call__, BatchedLBFGS.step = called, stepped
-    try:
-        yield
-    finally:
-        StyleObjective.__call__, BatchedLBFGS.step = call, step
 
 
 def judged(options: dict) -> bool:
@@ -153,9 +118,8 @@ class Trace:
     or after ``give_up`` seconds (an exploration candidate that is already too slow)."""
 
     def __init__(self, size: int, start: float, bar: float | None, give_up: float | None = None,
-                 keep_pictures: bool = False, skip: int = 0):
+                 keep_pictures: bool = False):
         self.size, self.start, self.bar, self.give_up = size, start, bar, give_up
-        self.skip = skip  # output-size evaluations not recorded (a warm-up whose losses are another objective's)
         self.output_size_evaluations = 0
         self.points: list[tuple[int, float, float]] = []  # (evaluation at this size, seconds, loss)
         self.pictures: list[torch.Tensor] = []  # each output-size evaluation's picture, when it will be judged
@@ -167,7 +131,7 @@ class Trace:
         if max(event.image.shape[-2:]) != self.size:
             return
         self.output_size_evaluations += 1
-        if self.output_size_evaluations <= self.skip:
+        if event.warmup:  # a warm-up's loss weighs the style less: not the objective's, not recorded
             return
         self.points.append((self.output_size_evaluations, time.perf_counter() - self.start, event.loss))
         if self.keep_pictures:
@@ -182,13 +146,10 @@ def run(name, options, stop_at_bar, bar, content, style, common, give_up=None) -
     judge = Judge(content, style, common) if judged(options) else None
     if judge is not None and stop_at_bar:
         raise ValueError(f"{name}: a judged run cannot stop at the bar (its own losses are not fp32 ones)")
-    warmup = options.get(STYLE_WARMUP)
     start = time.perf_counter()
     trace = Trace(common["size"], start, bar if stop_at_bar else None, give_up if stop_at_bar else None,
-                  keep_pictures=judge is not None, skip=warmup[1] if warmup else 0)
-    with style_warmup(*warmup) if warmup else contextlib.nullcontext():
-        result = transfer(content, style, callback=trace, report_every=1,
-                          **{**common, **{k: v for k, v in options.items() if k != STYLE_WARMUP}})
+                  keep_pictures=judge is not None)
+    result = transfer(content, style, callback=trace, report_every=1, **{**common, **options})
     seconds = time.perf_counter() - start
     output_size_evaluations = trace.output_size_evaluations
     own_losses = None

@@ -125,3 +125,50 @@ def test_cli_plain_is_one_flag_for_the_seeds_run_and_contradictions_are_refused(
 def test_transfer_checks_the_pair_test_name(images):
     with pytest.raises(StylelabError, match="unknown lbfgs_curvature 'loose'; choose scaled, torch"):
         transfer(*images, size=32, iterations=1, lbfgs_curvature="loose", **RUN)
+
+
+def test_style_warmup_weighs_the_style_less_then_restarts_lbfgs(images, monkeypatch):
+    """style_warmup=N: N evaluations with β × 0.1 (their events say so), then β with a fresh L-BFGS (a pair taken
+    across the switch would mix two objectives); the N count inside iterations."""
+    from stylelab.lbfgs import BatchedLBFGS
+    from stylelab.optimize import WARMUP_STYLE_FACTOR
+
+    held, step = [], BatchedLBFGS.step
+
+    def counting(self, grad):  # the pairs the optimizer holds before each step
+        held.append(self.count)
+        return step(self, grad)
+
+    monkeypatch.setattr(BatchedLBFGS, "step", counting)
+    events = []
+    result = transfer(*images, size=32, iterations=7, style_warmup=3, content_weight=1.0, style_weight=100.0,
+                      tv_weight=0.0, report_every=1, callback=events.append, **RUN)
+    assert result.iterations == 7 and [e.warmup for e in events] == [True] * 3 + [False] * 4
+    betas = [(e.loss - e.content_loss) / e.style_loss for e in events]  # total = α·content + β·style, α = 1
+    assert betas == pytest.approx([100.0 * WARMUP_STYLE_FACTOR] * 3 + [100.0] * 4, rel=1e-4)
+    assert held == [0, 0, 1, 0, 0, 1]  # none again after the switch
+
+
+def test_style_warmup_is_checked_against_the_first_scales_budget(images, tmp_path, capsys):
+    with pytest.raises(StylelabError, match="style_warmup=6 leaves no evaluation of the full loss"):
+        transfer(*images, size=32, iterations=6, style_warmup=6, **RUN)
+    with pytest.raises(StylelabError, match="style_warmup= must be a whole number >= 0, got -1"):
+        transfer(*images, size=32, iterations=6, style_warmup=-1, **RUN)
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    save_image(images[0], content)
+    save_image(images[1], style)
+    out = tmp_path / "x.png"
+    assert main(["transfer", str(content), str(style), "-o", str(out), "--weights", "random", "--size", "32",
+                 "--iterations", "4", "--style-warmup", "4", "--quiet", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--style-warmup 4 leaves no evaluation" in err and not out.exists()
+    assert main(["transfer", str(content), str(style), "-o", str(out), "--plain", "--style-warmup", "2",
+                 "--weights", "random", "--size", "32", "--iterations", "4", "--quiet", "--device", "cpu"]) == 2
+    assert "--plain runs --style-warmup 0; drop --style-warmup 2" in capsys.readouterr().err
+
+
+def test_the_study_records_a_style_warmup_in_the_mode():
+    from stylelab.study.runs import run_mode
+
+    assert run_mode([(512, 500)], 0.0, "torch") == "plain"
+    assert run_mode([(512, 500)], 0.0, "torch", 30) == "512×500, style warm-up 30"

@@ -108,7 +108,7 @@ def resolve_layers(backbone: Backbone, content_layers: LayersInput, style_layers
 # NCHW, and torch.optim.LBFGS's curvature test (the default's scaled test keeps pairs torch refuses on small
 # losses, so the two part there; on a trained network's loss they kept the same pairs: bench/RESULTS.md).
 PLAIN = {"scales": "none", "tolerance": 0.0, "convolution": "direct", "precision": "fp32", "channels_last": False,
-         "lbfgs_curvature": "torch"}
+         "lbfgs_curvature": "torch", "style_warmup": 0}
 
 PYRAMID_START = 128  # scales="auto": from this long edge, doubling, up to the output's size
 SCALE_MODES = ("auto", "none")
@@ -247,6 +247,7 @@ def transfer(
     lbfgs_history: int = 100,
     lbfgs_curvature: str = LBFGS_CURVATURE,
     tolerance: float = 0.0,
+    style_warmup: int = 0,
     report_every: int | None = None,
     config: TransferConfig | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
@@ -294,6 +295,11 @@ def transfer(
     _positive_number("learning rate", lr, allow_zero=False)
     _positive_number("style scale", style_scale, allow_zero=False)
     _positive_number("tolerance", tolerance)
+    if isinstance(style_warmup, bool) or not isinstance(style_warmup, int) or style_warmup < 0:
+        raise StylelabError(f"style_warmup= must be a whole number >= 0, got {style_warmup!r}")
+    if style_warmup >= schedule[0][1]:
+        raise StylelabError(f"style_warmup={style_warmup} leaves no evaluation of the full loss: the first scale has "
+                            f"{schedule[0][1]} (iterations= or coarse_iterations=)")
     check_feature_transform(feature_transform)  # before any weights are loaded
     if balance is not None:
         check_balance(balance)
@@ -385,7 +391,7 @@ def transfer(
     if len(schedule) > 1:
         log("scales " + " → ".join(f"{edge} px × {budget}" for edge, budget in schedule) + " evaluations")
     plan = _Plan(schedule, blend, spec, loss, style_scale, init, seed, dev, precision, optimizer, lr,
-                 report_every, lbfgs_history, lbfgs_curvature, tolerance, mask_ts,
+                 report_every, lbfgs_history, lbfgs_curvature, tolerance, style_warmup, mask_ts,
                  None if text_net is None else _TextPlan(text_net, style_text, text_weight, text_crops), extra_terms)
     progress = _Progress(sum(budget for _, budget in schedule) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
@@ -493,6 +499,7 @@ class _Plan:
     lbfgs_history: int
     lbfgs_curvature: str
     tolerance: float  # stop a scale early when the loss no longer improves by this fraction (0: never)
+    style_warmup: int  # the first scale's first evaluations with β × WARMUP_STYLE_FACTOR (0: none)
     masks: list[torch.Tensor] | None  # (1, 1, H, W) per style, any size; resized to each scale's content
     text: _TextPlan | None = None  # a written style (CLIPstyler's losses), alone or with the style images
     terms: Callable[[torch.Tensor], Mapping[str, tuple[Callable, float]]] | None = None  # more terms per scale
@@ -560,7 +567,8 @@ def _run_chunk(net: Backbone, chunk: list[_Item], plan: _Plan, progress: _Progre
         progress.last = None
         image = optimize(objective, x0.to(plan.device), iterations=budget, optimizer=plan.optimizer,
                          lr=plan.lr, callback=progress, report_every=plan.report_every, history=plan.lbfgs_history,
-                         curvature=plan.lbfgs_curvature, tolerance=plan.tolerance)
+                         curvature=plan.lbfgs_curvature, tolerance=plan.tolerance,
+                         warmup=plan.style_warmup if image is None else 0)  # a warm-up at the first scale only
         progress.finished(progress.last.iteration if progress.last is not None else 0)
         if progress.stopped:
             break
@@ -589,6 +597,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     channels_last (NHWC convolutions), convolution="auto"|"direct"|"winograd" (3×3 convolutions by Winograd's
     algorithm on the CPU where it pays, else PyTorch's own; see ``backbones.convolution``), tolerance (stop a
     scale once the loss improves by less than this fraction over 20 evaluations; 0: exactly ``iterations``),
+    style_warmup (the first scale's first N evaluations weigh the style by 0.1, then the full loss with L-BFGS
+    started afresh; 0: none; included in ``iterations``),
     lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
     lbfgs_curvature="scaled"|"torch" (the test an L-BFGS pair must pass: scaled, y·s > ε·y·y, which a small loss only
     makes more lenient; torch: torch.optim.LBFGS's y·s > 1e-10, which refuses every pair of a small loss; see lbfgs.py),

@@ -149,7 +149,8 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
                    help="L-BFGS pairs kept; each costs 24 bytes per output pixel (lower it for very large images)")
     p.add_argument("--plain", action="store_true",
                    help="the seed's method exactly, as it ran before any speed or quality change: --scales none "
-                        "--tolerance 0 --convolution direct --precision fp32 --lbfgs-curvature torch (NCHW)")
+                        "--tolerance 0 --convolution direct --precision fp32 --lbfgs-curvature torch "
+                        "--style-warmup 0 (NCHW)")
     p.add_argument("--lbfgs-curvature", choices=CURVATURE_TESTS, default=d["lbfgs_curvature"],
                    help="the test an L-BFGS pair must pass: scaled (y·s > machine epsilon · y·y, which a small "
                         "loss only makes more lenient) or torch (torch.optim.LBFGS's y·s > 1e-10: the plain run exactly; it "
@@ -200,6 +201,10 @@ def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
     p.add_argument("--tolerance", type=_nonneg_float, default=d["tolerance"], metavar="T",
                    help="stop (each scale) once the loss improved by less than the fraction T over the last 20 "
                         "evaluations; 0 runs exactly --iterations (default: 0)")
+    p.add_argument("--style-warmup", type=_int_in(0, 1_000_000), default=d["style_warmup"], metavar="N",
+                   help="the first N iterations (of --iterations, first scale) weigh the style by 0.1, then the full "
+                        "loss with L-BFGS started afresh: reaches the full run's loss sooner on a trained VGG16 "
+                        "(30: 390 instead of 500 iterations; bench/RESULTS.md); default: 0, none")
     p.add_argument("--content-weight", type=_nonneg_float, default=d["content_weight"], metavar="ALPHA",
                    help="α of eq. 2.4 (default: the backbone's)")
     p.add_argument("--style-weight", type=_nonneg_float, default=d["style_weight"], metavar="BETA",
@@ -650,8 +655,8 @@ def _loss_options(args) -> dict:
     return {name: getattr(args, name) for name in LOSS_OPTIONS}
 
 
-LOSS_OPTIONS = ("optimizer", "lr", "tolerance", "content_weight", "style_weight", "tv_weight", "feature_transform", "pooling",
-                "style_loss", "balance", "gram", "gram_norm")
+LOSS_OPTIONS = ("optimizer", "lr", "tolerance", "style_warmup", "content_weight", "style_weight", "tv_weight",
+                "feature_transform", "pooling", "style_loss", "balance", "gram", "gram_norm")
 
 
 def cmd_demo(args) -> int:

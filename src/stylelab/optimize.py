@@ -25,6 +25,9 @@ from .runtime import autocast_dtype, strict_fp32
 
 LBFGS_HISTORY = 100  # torch's default, as in Gatys et al.'s reference code
 LBFGS_CURVATURE = "scaled"  # the pair test (lbfgs.py); "torch": torch.optim.LBFGS's absolute one, the plain run
+# A warm-up (continuation in β): its evaluations weigh the style by this factor; then β, with the optimizer started
+# afresh, since a pair (s, y) taken across the switch would mix two objectives (kept, they drove the loss to nan).
+WARMUP_STYLE_FACTOR = 0.1
 
 
 BALANCES = ("none", "auto")
@@ -78,6 +81,7 @@ class ProgressEvent:
     style_layers: dict[str, float] = field(default_factory=dict)
     image: Tensor | None = None  # the image(s) just evaluated, (B, 3, H, W) in [0, 1]; do not modify
     per_image: tuple["ProgressEvent", ...] = ()
+    warmup: bool = False  # a warm-up evaluation: ``loss`` weighs the style by WARMUP_STYLE_FACTOR · β
 
     @property
     def text_loss(self) -> float:
@@ -171,9 +175,10 @@ class StyleObjective:
             feats = Features({n: softmax_transform(f) for n, f in feats.items()}, feats.prefix)
         return feats
 
-    def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, image: Tensor, style_factor: float = 1.0) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) -> (sum of the B weighted totals, (B, P) detached parts: total, content, style,
-        tv, each extra term, then each content layer and each style layer; ``term_names`` names the columns)."""
+        tv, each extra term, then each content layer and each style layer; ``term_names`` names the columns).
+        ``style_factor`` scales β (a warm-up's)."""
         feats = self.features(image, self.layers)
         content_parts = [self.content_part.distance(feats[n], self.content_targets[n]) * self.content_scale[n]
                          for n in self.spec.content_layers]
@@ -183,7 +188,7 @@ class StyleObjective:
         content = sum(c_w[n] * part for n, part in zip(c_w, content_parts)) if c_w else zero
         style = style_loss(dict(zip(self.spec.style_layers, style_parts)), self.spec.style_layers)
         tv = self.tv_part(image)
-        total = total_loss(content, style, self.spec.content_weight, self.spec.style_weight)
+        total = total_loss(content, style, self.spec.content_weight, style_factor * self.spec.style_weight)
         total = total + self.spec.tv_weight * tv  # (B,)
         extra = [fn(image) for fn, _ in self.terms.values()]
         for value, (_, weight) in zip(extra, self.terms.values()):
@@ -271,7 +276,7 @@ def converged(totals: Tensor, tolerance: float, window: int = CONVERGENCE_WINDOW
 def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optimizer: str = "lbfgs",
              lr: float | None = None, callback: Callable[[ProgressEvent], None] | None = None,
              report_every: int | None = None, history: int = LBFGS_HISTORY, curvature: str = LBFGS_CURVATURE,
-             tolerance: float = 0.0) -> Tensor:
+             tolerance: float = 0.0, warmup: int = 0) -> Tensor:
     """Optimize ``image`` (a copy; (B, 3, H, W), every image its own problem) for ``iterations`` loss
     evaluations; return the result in [0, 1].
 
@@ -281,7 +286,9 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
     copied to the host every ``report_every`` evaluations (and after the last): then they are checked to be
     finite and ``callback`` gets a ``ProgressEvent``. ``tolerance`` > 0 stops early, at a report, once every
     image's loss improved by less than that fraction over the last ``CONVERGENCE_WINDOW`` evaluations (0:
-    exactly ``iterations``).
+    exactly ``iterations``). ``warmup`` > 0: the first ``warmup`` of the ``iterations`` evaluations weigh the style by
+    ``WARMUP_STYLE_FACTOR`` (their events say ``warmup``), then the optimizer starts afresh on the full objective
+    (departure from Gatys et al.: a continuation in β; bench/RESULTS.md, 2026-12-07).
     """
     if optimizer not in OPTIMIZERS:
         raise StylelabError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
@@ -290,7 +297,8 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
     names = [*objective.spec.content_layers, *objective.spec.style_layers]
     n_content = len(objective.spec.content_layers)
     make_step, default_lr = OPTIMIZERS[optimizer]
-    step = make_step(x, default_lr if lr is None else lr, history, curvature)
+    lr = default_lr if lr is None else lr
+    step = make_step(x, lr, history, curvature)
 
     trace = None  # (iterations, B, P) losses, filled on the device
     reported, start = 0, time.perf_counter()
@@ -308,12 +316,14 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
             )
         if callback is not None:
             callback(_event(rows[-1], count, iterations, time.perf_counter() - start, names, n_content, x.detach(),
-                            list(objective.terms)))
+                            list(objective.terms), warmup=count <= warmup))
 
     try:
         for count in range(1, iterations + 1):
+            if warmup and count == warmup + 1:  # the full objective from here, with a fresh optimizer
+                step = make_step(x, lr, history, curvature)
             x.grad = None
-            total, parts = objective(x)
+            total, parts = objective(x, WARMUP_STYLE_FACTOR if count <= warmup else 1.0)
             total.backward()
             if trace is None:
                 trace = parts.new_empty(iterations, *parts.shape)
@@ -321,7 +331,7 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
             if count % report_every == 0 or count == iterations:
                 report(count)
                 reported = count
-                if tolerance > 0 and converged(trace[:count, :, 0].cpu(), tolerance):  # after the report's sync
+                if tolerance > 0 and count > warmup and converged(trace[warmup:count, :, 0].cpu(), tolerance):
                     break
             if count < iterations:  # the returned image is the last one evaluated
                 with strict_fp32():  # the optimizer's own dot products never in TF32
@@ -333,7 +343,7 @@ def optimize(objective: StyleObjective, image: Tensor, *, iterations: int, optim
 
 
 def _event(parts: Tensor, count: int, iterations: int, elapsed: float, names: list[str], n_content: int,
-           image: Tensor, extra: list[str]) -> ProgressEvent:
+           image: Tensor, extra: list[str], warmup: bool = False) -> ProgressEvent:
     """(B, P) host losses -> the batch's event (sums) with one event per image when B > 1."""
 
     def make(values: list[float], image: Tensor, per_image=()) -> ProgressEvent:
@@ -342,6 +352,7 @@ def _event(parts: Tensor, count: int, iterations: int, elapsed: float, names: li
             iteration=count, iterations=iterations, elapsed=elapsed, loss=values[0], content_loss=values[1],
             style_loss=values[2], tv_loss=values[3], terms=dict(zip(extra, values[4:4 + len(extra)])), content_layers=dict(zip(names[:n_content], layers[:n_content])),
             style_layers=dict(zip(names[n_content:], layers[n_content:])), image=image, per_image=per_image,
+            warmup=warmup,
         )
 
     if parts.shape[0] == 1:

@@ -134,7 +134,8 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
         "tv_weight": result.loss.tv_weight,
         "size": list(result.image.shape[-2:]),
         "iterations": result.iterations,
-        "mode": run_mode(schedule, options.get("tolerance", 0.0), options.get("lbfgs_curvature", LBFGS_CURVATURE)),
+        "mode": run_mode(schedule, options.get("tolerance", 0.0), options.get("lbfgs_curvature", LBFGS_CURVATURE),
+                         options.get("style_warmup", 0)),
         "seconds": result.seconds,
         "seconds_per_iteration": result.seconds / result.iterations,
         "peak_memory_mib": memory.mib,
@@ -152,14 +153,16 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
     return record
 
 
-def run_mode(schedule: Sequence[tuple[int, int]], tolerance: float, curvature: str = "torch") -> str:
+def run_mode(schedule: Sequence[tuple[int, int]], tolerance: float, curvature: str = "torch",
+             warmup: int = 0) -> str:
     """"plain" (one scale, fixed evaluations, torch's L-BFGS pair test: the seed's method) or the scales with
-    their evaluations, the stopping rule and the scaled pair test where they depart from it."""
-    if len(schedule) == 1 and not tolerance and curvature == "torch":
+    their evaluations, the stopping rule, the scaled pair test and the style warm-up where they depart from it."""
+    if len(schedule) == 1 and not tolerance and curvature == "torch" and not warmup:
         return "plain"
     scales = " → ".join(f"{edge}×{budget}" for edge, budget in schedule)
     return (scales + (f", tolerance {tolerance:g}" if tolerance else "")
-            + (", scaled L-BFGS pair test" if curvature == "scaled" else ""))
+            + (", scaled L-BFGS pair test" if curvature == "scaled" else "")
+            + (f", style warm-up {warmup}" if warmup else ""))
 
 
 def write_results(out_dir: Path, command: str, device: torch.device, judges: Judges, records: Sequence[dict],
