@@ -76,6 +76,12 @@ def _positive_number(name: str, value: float | None, allow_zero: bool = True) ->
         raise StylelabError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
 
 
+def _whole_number(name: str, value: int, low: int) -> None:
+    """``name=`` must be an int (not a bool) of at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise StylelabError(f"{name}= must be a whole number >= {low}, got {value!r}")
+
+
 def _fit(image: torch.Tensor, long_edge: int, multiple: int) -> tuple[int, int]:
     """(H, W) with the long edge at ``long_edge``, each side rounded to a multiple of ``multiple``."""
     h, w = size_for_long_edge(image.shape[-2], image.shape[-1], long_edge)
@@ -282,8 +288,8 @@ def transfer(
     validate_size(size)
     for name, value in (("iterations", iterations), ("coarse_iterations", coarse_iterations),
                         ("batch_size", batch_size), ("lbfgs_history", lbfgs_history)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise StylelabError(f"{name}= must be a whole number >= 1, got {value!r}")
+        if value is not None:  # None: the default (coarse_iterations)
+            _whole_number(name, value, 1)
     if lbfgs_curvature not in CURVATURE_TESTS:
         raise StylelabError(f"unknown lbfgs_curvature {lbfgs_curvature!r}; choose {', '.join(CURVATURE_TESTS)}")
     schedule = scale_schedule(size, scales, iterations, coarse_iterations)
@@ -295,8 +301,7 @@ def transfer(
     _positive_number("learning rate", lr, allow_zero=False)
     _positive_number("style scale", style_scale, allow_zero=False)
     _positive_number("tolerance", tolerance)
-    if isinstance(style_warmup, bool) or not isinstance(style_warmup, int) or style_warmup < 0:
-        raise StylelabError(f"style_warmup= must be a whole number >= 0, got {style_warmup!r}")
+    _whole_number("style_warmup", style_warmup, 0)
     if style_warmup >= schedule[0][1]:
         raise StylelabError(f"style_warmup={style_warmup} leaves no evaluation of the full loss: the first scale has "
                             f"{schedule[0][1]} (iterations= or coarse_iterations=)")
@@ -470,8 +475,7 @@ def _text_model(style_text, text_weight, text_model, text_weights, text_crops, b
         return None
     check_style_text(style_text)
     _positive_number("text_weight=", text_weight)
-    if isinstance(text_crops, bool) or not isinstance(text_crops, int) or text_crops < 0:
-        raise StylelabError(f"text_crops= must be a whole number >= 0, got {text_crops!r}")
+    _whole_number("text_crops", text_crops, 0)
     name = check_text_model(text_model or default_text_model(backbone if isinstance(backbone, str) else
                                                              getattr(backbone, "name", "")))
     chosen = text_weights or ("random" if weights == "random" else "pretrained")
