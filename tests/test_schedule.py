@@ -3,6 +3,7 @@ away (``--plain``), the scaled L-BFGS pair test, and the study commands recordin
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -152,8 +153,9 @@ def test_style_warmup_weighs_the_style_less_then_restarts_lbfgs(images, monkeypa
 def test_style_warmup_is_checked_against_the_first_scales_budget(images, tmp_path, capsys):
     with pytest.raises(StylelabError, match="style_warmup=6 leaves no evaluation of the full loss"):
         transfer(*images, size=32, iterations=6, style_warmup=6, **RUN)
-    with pytest.raises(StylelabError, match="style_warmup= must be a whole number >= 0, got -1"):
-        transfer(*images, size=32, iterations=6, style_warmup=-1, **RUN)
+    for bad in (-1, "fast", 2.5, True):
+        with pytest.raises(StylelabError, match=f"style_warmup= takes 'auto' or a whole number >= 0, got {bad!r}"):
+            transfer(*images, size=32, iterations=6, style_warmup=bad, **RUN)
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     save_image(images[0], content)
     save_image(images[1], style)
@@ -165,6 +167,39 @@ def test_style_warmup_is_checked_against_the_first_scales_budget(images, tmp_pat
     assert main(["transfer", str(content), str(style), "-o", str(out), "--plain", "--style-warmup", "2",
                  "--weights", "random", "--size", "32", "--iterations", "4", "--quiet", "--device", "cpu"]) == 2
     assert "--plain runs --style-warmup 0; drop --style-warmup 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["transfer", str(content), str(style), "-o", str(out), "--style-warmup", "fast",
+              "--weights", "random", "--size", "32", "--iterations", "4", "--quiet", "--device", "cpu"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected auto or a whole number 0..1000000, got 'fast'" in err
+    assert not out.exists()
+
+
+def test_auto_style_warmup_is_twelve_percent_of_a_long_first_scale_from_the_content():
+    from stylelab.api import warmup_evaluations
+    from stylelab.optimize import WARMUP_MIN_BUDGET
+
+    assert inspect.signature(transfer).parameters["style_warmup"].default == "auto"
+    assert PLAIN["style_warmup"] == 0
+    assert warmup_evaluations("auto", 500) == 60 == warmup_evaluations("auto", 500, "content")
+    assert warmup_evaluations("auto", 1000) == 120
+    assert warmup_evaluations("auto", WARMUP_MIN_BUDGET) == 36
+    assert warmup_evaluations("auto", WARMUP_MIN_BUDGET - 1) == 0  # a short run has no evaluation to spare
+    for other_start in ("random", "style-stats", torch.zeros(1, 3, 8, 8), "start.png"):
+        assert warmup_evaluations("auto", 500, other_start) == 0  # measured only from the content image
+    assert warmup_evaluations(7, 8, "random") == 7  # a number is taken as given
+
+
+def test_the_default_run_warms_up_for_the_auto_share_and_plain_does_not(images, monkeypatch):
+    import stylelab.optimize
+
+    monkeypatch.setattr(stylelab.optimize, "WARMUP_MIN_BUDGET", 10)  # the rule at a test's size: 12 % of 50 is 6
+    events, plain = [], []
+    transfer(*images, size=32, iterations=50, report_every=1, callback=events.append, **RUN)
+    assert [e.warmup for e in events] == [True] * 6 + [False] * 44
+    transfer(*images, size=32, iterations=50, report_every=1, callback=plain.append, **RUN, **PLAIN)
+    assert not any(e.warmup for e in plain) and len(plain) == 50
 
 
 def test_the_study_records_a_style_warmup_in_the_mode():
@@ -172,3 +207,17 @@ def test_the_study_records_a_style_warmup_in_the_mode():
 
     assert run_mode([(512, 500)], 0.0, "torch") == "plain"
     assert run_mode([(512, 500)], 0.0, "torch", 30) == "512×500, style warm-up 30"
+
+
+def test_a_study_run_with_the_defaults_records_the_auto_warmup(images, tmp_path, monkeypatch):
+    import stylelab.optimize
+    from stylelab.study.evaluate import Judges
+    from stylelab.study.runs import RunSpec, run_all
+
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    save_image(images[0], content)
+    save_image(images[1], style)
+    monkeypatch.setattr(stylelab.optimize, "WARMUP_MIN_BUDGET", 10)
+    spec = RunSpec("default", content, style, {"size": 32, "iterations": 30, **RUN})
+    [record] = run_all([spec], tmp_path / "out", Judges("vgg19", "random"), quiet=True)
+    assert record["mode"] == "32×30, scaled L-BFGS pair test, style warm-up 4"

@@ -31,7 +31,7 @@ from .losses.text import CROPS as TEXT_CROPS, TextStyleLoss, check_style_text
 from .lbfgs import CURVATURE_TESTS
 from .optimize import (
     AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, LBFGS_CURVATURE, OPTIMIZERS, LossSpec, ProgressEvent,
-    StopOptimization, StyleObjective, check_balance, check_feature_transform, initial_image, optimize,
+    StopOptimization, StyleObjective, auto_warmup, check_balance, check_feature_transform, initial_image, optimize,
 )
 from .runtime import check_precision, device_name, numeric_mode, resolve_device
 
@@ -86,6 +86,20 @@ def _fit(image: torch.Tensor, long_edge: int, multiple: int) -> tuple[int, int]:
     """(H, W) with the long edge at ``long_edge``, each side rounded to a multiple of ``multiple``."""
     h, w = size_for_long_edge(image.shape[-2], image.shape[-1], long_edge)
     return max(multiple, round(h / multiple) * multiple), max(multiple, round(w / multiple) * multiple)
+
+
+def warmup_evaluations(style_warmup: int | str, first_budget: int, init: str | ImageInput = "content") -> int:
+    """The first scale's warm-up evaluations that ``style_warmup`` asks for: a number as given, or "auto":
+    ``auto_warmup`` of the first scale's ``first_budget`` when the run starts from the content image (the case
+    measured: a warm-up eases the style in from the photo), else none."""
+    if isinstance(style_warmup, str) and style_warmup == "auto":
+        return auto_warmup(first_budget) if isinstance(init, str) and init == "content" else 0
+    if isinstance(style_warmup, bool) or not isinstance(style_warmup, int) or style_warmup < 0:
+        raise StylelabError(f"style_warmup= takes 'auto' or a whole number >= 0, got {style_warmup!r}")
+    if style_warmup >= first_budget:
+        raise StylelabError(f"style_warmup={style_warmup} leaves no evaluation of the full loss: the first scale has "
+                            f"{first_budget} (iterations= or coarse_iterations=)")
+    return style_warmup
 
 
 def validate_size(size: int) -> None:
@@ -253,7 +267,7 @@ def transfer(
     lbfgs_history: int = 100,
     lbfgs_curvature: str = LBFGS_CURVATURE,
     tolerance: float = 0.0,
-    style_warmup: int = 0,
+    style_warmup: int | str = "auto",
     report_every: int | None = None,
     config: TransferConfig | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
@@ -301,10 +315,7 @@ def transfer(
     _positive_number("learning rate", lr, allow_zero=False)
     _positive_number("style scale", style_scale, allow_zero=False)
     _positive_number("tolerance", tolerance)
-    _whole_number("style_warmup", style_warmup, 0)
-    if style_warmup >= schedule[0][1]:
-        raise StylelabError(f"style_warmup={style_warmup} leaves no evaluation of the full loss: the first scale has "
-                            f"{schedule[0][1]} (iterations= or coarse_iterations=)")
+    style_warmup = warmup_evaluations(style_warmup, schedule[0][1], init)
     check_feature_transform(feature_transform)  # before any weights are loaded
     if balance is not None:
         check_balance(balance)
@@ -602,7 +613,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     algorithm on the CPU where it pays, else PyTorch's own; see ``backbones.convolution``), tolerance (stop a
     scale once the loss improves by less than this fraction over 20 evaluations; 0: exactly ``iterations``),
     style_warmup (the first scale's first N evaluations weigh the style by 0.1, then the full loss with L-BFGS
-    started afresh; 0: none; included in ``iterations``),
+    started afresh; 0: none; included in ``iterations``; "auto", the default: 12 % of the first scale's evaluations
+    when it has at least 300 and starts from the content image, e.g. 60 of 500, else none),
     lbfgs_history (L-BFGS pairs kept, 100; each costs 24 bytes per pixel),
     lbfgs_curvature="scaled"|"torch" (the test an L-BFGS pair must pass: scaled, y·s > ε·y·y, which a small loss only
     makes more lenient; torch: torch.optim.LBFGS's y·s > 1e-10, which refuses every pair of a small loss; see lbfgs.py),

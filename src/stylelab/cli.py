@@ -68,6 +68,19 @@ def _int_in(low: int, high: int):
     return parse
 
 
+def _auto_or_int(low: int, high: int):
+    whole = _int_in(low, high)
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            return whole(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected auto or a whole number {low}..{high}, got {text!r}") from None
+    return parse
+
+
 def _weights_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -201,10 +214,11 @@ def _add_loss_options(p: argparse.ArgumentParser, layers: bool = True) -> None:
     p.add_argument("--tolerance", type=_nonneg_float, default=d["tolerance"], metavar="T",
                    help="stop (each scale) once the loss improved by less than the fraction T over the last 20 "
                         "evaluations; 0 runs exactly --iterations (default: 0)")
-    p.add_argument("--style-warmup", type=_int_in(0, 1_000_000), default=d["style_warmup"], metavar="N",
+    p.add_argument("--style-warmup", type=_auto_or_int(0, 1_000_000), default=d["style_warmup"], metavar="N",
                    help="the first N iterations (of --iterations, first scale) weigh the style by 0.1, then the full "
                         "loss with L-BFGS started afresh: reaches the full run's loss sooner on a trained VGG16 "
-                        "(30: 390 instead of 500 iterations; bench/RESULTS.md); default: 0, none")
+                        "(bench/RESULTS.md); 0: none; default: auto, 12 %% of the first scale's iterations when it "
+                        "has at least 300 and starts from the content (60 of 500)")
     p.add_argument("--content-weight", type=_nonneg_float, default=d["content_weight"], metavar="ALPHA",
                    help="α of eq. 2.4 (default: the backbone's)")
     p.add_argument("--style-weight", type=_nonneg_float, default=d["style_weight"], metavar="BETA",

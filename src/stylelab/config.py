@@ -54,7 +54,7 @@ class OptimizerConfig:
     lbfgs_history: int = 100
     lbfgs_curvature: str = "scaled"  # the L-BFGS pair test (lbfgs.py); "torch": the plain run's
     tolerance: float = 0.0  # stop once the loss improves by less than this fraction over 20 evaluations
-    style_warmup: int = 0  # first evaluations with β × 0.1, then β and a fresh optimizer (0: none)
+    style_warmup: int | str = "auto"  # first evaluations with β × 0.1, then β and a fresh optimizer (0: none)
 
 
 @dataclass(frozen=True)

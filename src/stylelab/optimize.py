@@ -28,6 +28,16 @@ LBFGS_CURVATURE = "scaled"  # the pair test (lbfgs.py); "torch": torch.optim.LBF
 # A warm-up (continuation in β): its evaluations weigh the style by this factor; then β, with the optimizer started
 # afresh, since a pair (s, y) taken across the switch would mix two objectives (kept, they drove the loss to nan).
 WARMUP_STYLE_FACTOR = 0.1
+# style_warmup="auto" (the default): this share of the first scale's evaluations (60 of 500: of 15, 30, 60, 90 and
+# 120 of 500 at 256 px on a trained VGG16, 60 reached the plain loss soonest), for runs that start from the content
+# image with at least WARMUP_MIN_BUDGET evaluations there (at 100 and 200 a warm-up gained nothing; bench/RESULTS.md).
+WARMUP_SHARE = 0.12
+WARMUP_MIN_BUDGET = 300
+
+
+def auto_warmup(budget: int) -> int:
+    """The warm-up "auto" gives a first scale of ``budget`` evaluations that starts from the content image."""
+    return round(WARMUP_SHARE * budget) if budget >= WARMUP_MIN_BUDGET else 0
 
 
 BALANCES = ("none", "auto")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..api import scale_schedule, transfer
+from ..api import scale_schedule, transfer, warmup_evaluations
 from ..backbones import Backbone, create_backbone
 from ..backbones.convolution import convolution_in_effect
 from ..callbacks import Chain, ProgressBar
@@ -135,7 +135,8 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
         "size": list(result.image.shape[-2:]),
         "iterations": result.iterations,
         "mode": run_mode(schedule, options.get("tolerance", 0.0), options.get("lbfgs_curvature", LBFGS_CURVATURE),
-                         options.get("style_warmup", 0)),
+                         warmup_evaluations(options.get("style_warmup", "auto"), schedule[0][1],
+                                            options.get("init", "content"))),
         "seconds": result.seconds,
         "seconds_per_iteration": result.seconds / result.iterations,
         "peak_memory_mib": memory.mib,
