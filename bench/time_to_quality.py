@@ -62,6 +62,8 @@ CANDIDATES = {
     "bf16-nhwc-800": ({**PLAIN, "precision": "bf16", "channels_last": True, "iterations": 800}, False),
     # continuation in β: the defaults with β × 0.1 for the first 30 evaluations, then β and a fresh L-BFGS
     "warmup-0.1-30": ({"style_warmup": 30}, True),
+    # the default's warm-up at 500 evaluations (style_warmup="auto"), stopping once it is at the bar
+    "warmup-0.1-60": ({"style_warmup": 60}, True),
 }
 
 

@@ -144,6 +144,24 @@ def test_a_warmup_candidate_records_only_the_objectives_own_losses(tmp_path):
     assert warm["trace"][0][0] == 31  # the warm-up's 30 evaluations are not the objective's losses: not recorded
 
 
+def test_warmup_trials_count_evaluations_to_the_plain_bar_and_restore_the_factor(tmp_path, capsys):
+    import warmup_trials
+    from conftest import make_rgb, make_stripes
+
+    import stylelab.optimize
+
+    factor = stylelab.optimize.WARMUP_STYLE_FACTOR
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    make_rgb(48, 64).save(content)
+    make_stripes(64, 64).save(style)
+    assert warmup_trials.main(["--backbone", "vgg19", "--size", "32", "--iterations", "6", "--limit", "8",
+                               "--trials", "0.1:2,1:2", "--content", str(content), "--style", str(style)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("plain: 6 evaluations, loss ") and len(lines) == 3
+    assert lines[1].startswith("β × 0.1 for 2: the bar ") and lines[2].startswith("β × 1 for 2: the bar ")
+    assert stylelab.optimize.WARMUP_STYLE_FACTOR == factor  # the product's factor again
+
+
 def test_judge_bisects_to_the_first_picture_at_the_level():
     import time_to_quality
 
