@@ -162,6 +162,15 @@ def test_warmup_trials_count_evaluations_to_the_plain_bar_and_restore_the_factor
     assert stylelab.optimize.WARMUP_STYLE_FACTOR == factor  # the product's factor again
 
 
+@pytest.mark.parametrize("arm", [[], ["--off"]])
+def test_heap_bench_runs_each_arm(arm, capsys):
+    import heap as heap_bench
+
+    assert heap_bench.main(["--backbone", "vgg19", "--size", "32", "--evaluations", "5", "--burn-in", "1", *arm]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("off " if arm else "kept ") and " s/evaluation over 3 " in line
+
+
 def test_judge_bisects_to_the_first_picture_at_the_level():
     import time_to_quality
 

@@ -33,6 +33,7 @@ from .optimize import (
     AUTO_CONTENT_WEIGHT, AUTO_STYLE_WEIGHT, INIT_MODES, LBFGS_CURVATURE, OPTIMIZERS, LossSpec, ProgressEvent,
     StopOptimization, StyleObjective, auto_warmup, check_balance, check_feature_transform, initial_image, optimize,
 )
+from .heap import kept_heap
 from .runtime import check_precision, device_name, numeric_mode, resolve_device
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
@@ -412,7 +413,7 @@ def transfer(
     progress = _Progress(sum(budget for _, budget in schedule) * len(chunks), callback)
     results: list[tuple[int, TransferResult]] = []
     torch.manual_seed(seed)
-    with numeric_mode(precision):
+    with numeric_mode(precision), kept_heap(dev.type == "cpu"):
         for batch_index, chunk in enumerate(chunks):
             start = time.perf_counter()
             image = _run_chunk(net, chunk, plan, progress)
