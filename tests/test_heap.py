@@ -9,7 +9,7 @@ from stylelab.samples import sample_content, sample_style
 
 pytestmark = pytest.mark.skipif(heap.mallinfo() is None, reason="needs glibc 2.33+ (mallinfo2)")
 
-BLOCK = 48 * 1024 * 1024  # above glibc's largest mapping threshold (32 MB), as a 512 px picture's first maps are
+BLOCK = 48 * 1024 * 1024  # above glibc's largest mapping threshold, as a 512 px picture's first maps are
 
 
 def mapped_while_alive(nbytes: int = BLOCK) -> int:
@@ -23,7 +23,7 @@ def mapped_while_alive(nbytes: int = BLOCK) -> int:
 
 def test_kept_heap_serves_large_blocks_from_the_heap_and_keeps_them():
     with heap.kept_heap():
-        pass  # whatever ran before, glibc's defaults are set now
+        pass  # from here on glibc's thresholds are its documented fixed defaults, whatever ran before
     assert mapped_while_alive() >= BLOCK
     with heap.kept_heap():
         assert mapped_while_alive() == 0

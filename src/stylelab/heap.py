@@ -4,8 +4,8 @@ Every evaluation allocates the same feature maps again. By default glibc maps ea
 afresh and returns freed memory at the heap's top to the system, so the next evaluation page-faults it all in
 again: on a 2-core virtual machine that was about a fifth of an evaluation of VGG16 at 512 px (bench/RESULTS.md,
 "keeping freed memory"). During a run every block comes from the heap and freed memory stays there; when the
-outermost run ends, glibc's defaults return and the free memory is handed back. (Once a program sets one of these,
-glibc stops moving its mapping threshold by itself; it stays where glibc had put it.)
+outermost run ends, the free memory is handed back and glibc's defaults return (as fixed values: glibc stops
+adjusting its mapping threshold by itself once a program has set one).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import threading
 
 # mallopt's parameter numbers (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
-GLIBC_DEFAULT_TRIM_THRESHOLD = 128 * 1024
 GLIBC_DEFAULT_MMAP_MAX = 65536
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # both thresholds' documented defaults
+KEPT_MMAP_THRESHOLD = 32 * 1024 * 1024  # the largest glibc accepts on 64-bit machines
 KEPT_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: in effect, never trim while the run lasts
 
 
@@ -62,8 +64,9 @@ def kept_heap(enabled: bool = True):
     global _depth
     with _lock:
         if _depth == 0:
+            libc.mallopt(M_MMAP_THRESHOLD, KEPT_MMAP_THRESHOLD)
             libc.mallopt(M_TRIM_THRESHOLD, KEPT_TRIM_THRESHOLD)
-            libc.mallopt(M_MMAP_MAX, 0)  # no block mapped, whatever its size: a 512 px picture's first maps are 50 MB
+            libc.mallopt(M_MMAP_MAX, 0)  # blocks above the ceiling too (a 512 px picture's first maps are 50 MB)
         _depth += 1
     try:
         yield
@@ -71,7 +74,8 @@ def kept_heap(enabled: bool = True):
         with _lock:
             _depth -= 1
             if _depth == 0:
-                libc.mallopt(M_TRIM_THRESHOLD, GLIBC_DEFAULT_TRIM_THRESHOLD)
+                libc.mallopt(M_MMAP_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
+                libc.mallopt(M_TRIM_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
                 libc.mallopt(M_MMAP_MAX, GLIBC_DEFAULT_MMAP_MAX)
                 libc.malloc_trim(0)
 
