@@ -39,6 +39,17 @@ def offline(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+# torch's AMX probe, before the fixture below hides it (tests/test_batch.py checks the real one against the CPU)
+REAL_AMX_PROBE = getattr(torch.cpu, "_is_amx_tile_supported", None)
+
+
+@pytest.fixture(autouse=True)
+def no_amx(monkeypatch):
+    """precision="auto" is fp32 in every test, whatever CI's CPU: bf16 on AMX would change the arithmetic that tests
+    compare with fp32 and float64 references. The tests of ``auto`` itself say AMX is there."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+
+
 def make_rgb(height: int, width: int, seed: int = 0) -> Image.Image:
     """A smooth image with structure (gradients + a disc) and some noise."""
     rng = np.random.default_rng(seed)

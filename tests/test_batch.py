@@ -1,7 +1,11 @@
 """Several images in one run (batches), numeric modes and how often progress is reported."""
 
+import sys
+
 import pytest
 import torch
+
+import stylelab
 
 from conftest import make_rgb, make_stripes
 from stylelab import NonFiniteLossError, StopOptimization, StylelabError, transfer
@@ -121,10 +125,64 @@ def test_bf16_runs_the_network_in_bf16_and_grams_and_losses_in_fp32(contents, st
         contents[0], styles[0], iterations=1, **RUN).final.loss
 
 
+def _numerics_seen(monkeypatch, amx: bool, **options) -> tuple[set, set]:
+    """The dtypes and memory formats the backbone's second convolution saw in a short default run."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    net = create_backbone("vgg19", "random")
+    dtypes, nhwc = set(), set()
+
+    def look(module, inputs, output):
+        dtypes.add(output.dtype)
+        nhwc.add(inputs[0].is_contiguous(memory_format=torch.channels_last) and not inputs[0].is_contiguous())
+
+    net.features[2].register_forward_hook(look)
+    transfer(make_rgb(48, 64), make_stripes(64, 64), backbone=net, iterations=2, size=64, device="cpu", **options)
+    return dtypes, nhwc
+
+
+def test_auto_precision_is_bf16_in_nhwc_only_on_a_cpu_with_amx(monkeypatch):
+    assert _numerics_seen(monkeypatch, amx=True) == ({torch.bfloat16}, {True})
+    assert _numerics_seen(monkeypatch, amx=False) == ({torch.float32}, {False})
+    # asked for, a precision or a layout is kept whatever the CPU; the plain run is fp32 NCHW everywhere
+    assert _numerics_seen(monkeypatch, amx=True, precision="fp32") == ({torch.float32}, {False})
+    assert _numerics_seen(monkeypatch, amx=True, channels_last=False) == ({torch.bfloat16}, {False})
+    assert _numerics_seen(monkeypatch, amx=False, precision="bf16") == ({torch.bfloat16}, {True})
+    assert _numerics_seen(monkeypatch, amx=True, **stylelab.PLAIN) == ({torch.float32}, {False})
+
+
+def test_auto_precision_says_what_it_chose(monkeypatch):
+    from stylelab.runtime import resolve_channels_last, resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # a GPU's faster modes stay opt-in
+    assert resolve_precision("tf32", torch.device("cuda")) == "tf32"
+    assert resolve_channels_last(None, "bf16", torch.device("cuda")) is False
+    lines = []
+    transfer(make_rgb(48, 64), make_stripes(64, 64), iterations=1, log=lines.append, **RUN)
+    assert any(line.startswith("precision auto: bf16 autocast + channels_last") for line in lines)
+    lines.clear()
+    transfer(make_rgb(48, 64), make_stripes(64, 64), iterations=1, log=lines.append, precision="bf16", **RUN)
+    assert not any(line.startswith("precision auto") for line in lines)
+
+
+def test_bf16_pays_where_the_cpu_has_amx_tiles():
+    from conftest import REAL_AMX_PROBE
+    from stylelab.runtime import bf16_pays
+
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), None) \
+        if sys.platform == "linux" else None
+    if flags is None or REAL_AMX_PROBE is None:
+        pytest.skip("needs Linux's /proc/cpuinfo and torch's AMX probe")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cpu, "_is_amx_tile_supported", REAL_AMX_PROBE)
+        assert bf16_pays() == ("amx_tile" in flags and torch.backends.mkldnn.is_available())
+
+
 def test_tf32_needs_cuda_and_unknown_precisions_are_refused(contents, styles):
     with pytest.raises(StylelabError, match="tf32 needs a CUDA device"):
         transfer(contents[0], styles[0], iterations=1, precision="tf32", **RUN)
-    with pytest.raises(StylelabError, match="unknown precision 'fp8'; choose fp32, tf32, bf16"):
+    with pytest.raises(StylelabError, match="unknown precision 'fp8'; choose auto, fp32, tf32, bf16"):
         transfer(contents[0], styles[0], iterations=1, precision="fp8", **RUN)
 
 

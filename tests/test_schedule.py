@@ -12,7 +12,7 @@ import torch
 from conftest import make_rgb, make_stripes
 from stylelab import transfer
 from stylelab.api import PLAIN, PYRAMID_START, as_tensor, scale_schedule
-from stylelab.cli import main
+from stylelab.cli import build_parser, main
 from stylelab.errors import StylelabError
 from stylelab.images import load_image, save_image
 
@@ -116,6 +116,16 @@ def test_cli_plain_is_one_flag_for_the_seeds_run_and_contradictions_are_refused(
     assert main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--plain", "--conv", "auto",
                  *run]) == 2
     assert "drop --convolution auto" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+    assert main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--plain", "--precision",
+                 "auto", *run]) == 2
+    assert "--plain runs --precision fp32; drop --precision auto" in capsys.readouterr().err
+    assert main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--plain", "--channels-last",
+                 *run]) == 2
+    assert "--plain runs without --channels-last; drop it" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+    layouts = [build_parser().parse_args(["transfer", "c.png", "s.png", "-o", "o.png", *flag]).channels_last
+               for flag in ([], ["--channels-last"], ["--no-channels-last"])]
+    assert layouts == [None, True, False]  # None: NHWC where bf16 runs on a CPU (precision auto on AMX)
     with pytest.raises(SystemExit) as exit_:
         main(["transfer", str(content), str(style), "-o", str(tmp_path / "x.png"), "--lbfgs-curvature", "loose",
               *run])

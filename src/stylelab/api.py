@@ -34,7 +34,8 @@ from .optimize import (
     StopOptimization, StyleObjective, auto_warmup, check_balance, check_feature_transform, initial_image, optimize,
 )
 from .heap import kept_heap
-from .runtime import check_precision, device_name, numeric_mode, resolve_device
+from .runtime import (check_precision, device_name, numeric_mode, resolve_channels_last, resolve_device,
+                      resolve_precision)
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 LayersInput = str | Mapping[str, float | None] | Sequence[str] | None
@@ -261,8 +262,8 @@ def transfer(
     text_crops: int = TEXT_CROPS,
     seed: int = 0,
     device: str | torch.device = "auto",
-    precision: str = "fp32",
-    channels_last: bool = False,
+    precision: str = "auto",
+    channels_last: bool | None = None,
     convolution: str = "auto",
     batch_size: int = 8,
     lbfgs_history: int = 100,
@@ -328,6 +329,11 @@ def transfer(
     check_precision(precision, dev)
     check_convolution(convolution, dev)
     log = log or (lambda message: None)
+    asked, precision = precision, resolve_precision(precision, dev)
+    channels_last = resolve_channels_last(channels_last, precision, dev)
+    if asked == "auto" and precision != "fp32":
+        log(f"precision auto: {precision} autocast{' + channels_last' if channels_last else ''} "
+            f"(this CPU's AMX; --precision fp32 for exact arithmetic)")
 
     batch = isinstance(content, (list, tuple))
     contents = [as_tensor(c) for c in (content if batch else [content])]
@@ -609,8 +615,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     init="content"|"random"|"style-stats"|image, style_text="a watercolor painting" (a written style, CLIPstyler's
     losses; ``style`` may then be None) with text_weight, text_model="open_clip:ARCH[:TAG]", text_weights and
     text_crops, seed, device,
-    precision="fp32"|"tf32"|"bf16" (tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
-    channels_last (NHWC convolutions), convolution="auto"|"direct"|"winograd" (3×3 convolutions by Winograd's
+    precision="auto"|"fp32"|"tf32"|"bf16" (auto, the default: bf16 on a CPU with AMX, where it reaches plain's
+    fp32 loss sooner, fp32 elsewhere; tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
+    channels_last (NHWC convolutions; None, the default: on with bf16 on a CPU), convolution="auto"|"direct"|"winograd" (3×3 convolutions by Winograd's
     algorithm on the CPU where it pays, else PyTorch's own; see ``backbones.convolution``), tolerance (stop a
     scale once the loss improves by less than this fraction over 20 evaluations; 0: exactly ``iterations``),
     style_warmup (the first scale's first N evaluations weigh the style by 0.1, then the full loss with L-BFGS

@@ -151,9 +151,11 @@ def _add_run_options(p: argparse.ArgumentParser, size: int, iterations: int, bac
 def _add_speed_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--precision", choices=PRECISIONS, default=d["precision"],
-                   help="fp32 (exact), tf32 (CUDA tensor cores) or bf16 (backbone under autocast; Grams and "
-                        "losses stay fp32); see bench/RESULTS.md for their speed and difference")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
+                   help="auto (bf16 on a CPU with AMX, where it reaches the fp32 plain run's loss sooner; fp32 "
+                        "elsewhere), fp32 (exact), tf32 (CUDA tensor cores) or bf16 (backbone under autocast; Grams "
+                        "and losses stay fp32); see bench/RESULTS.md for their speed and difference")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d["channels_last"],
+                   help="NHWC memory layout for the convolutions (default: on where bf16 runs on a CPU)")
     p.add_argument("--convolution", choices=CONVOLUTIONS, default=d["convolution"],
                    help="3x3 convolutions: auto (Winograd's algorithm on large maps on AVX2 CPUs and AMD Zen 4, "
                         "where it is faster per iteration; direct elsewhere), direct (PyTorch's own: the plain run "

@@ -72,8 +72,8 @@ class ImageConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: Any = "auto"
-    precision: str = "fp32"
-    channels_last: bool = False
+    precision: str = "auto"  # "auto": bf16 on a CPU with AMX (runtime.bf16_pays), fp32 elsewhere
+    channels_last: bool | None = None  # None: NHWC where bf16 runs on a CPU
     convolution: str = "auto"  # "direct": PyTorch's own 3×3 convolutions; "auto": Winograd on the CPU where it pays
     batch_size: int = 8
     report_every: int | None = None

@@ -83,16 +83,47 @@ def cpu_description() -> str:
     return f"{model or platform.processor() or platform.machine()} ({known}{torch.backends.cpu.get_cpu_capability()})"
 
 
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 def check_precision(precision: str, device: torch.device | None = None) -> None:
-    """fp32 (default), tf32 (CUDA only: matmuls/convolutions on TF32 tensor cores) or bf16 (autocast)."""
+    """auto (default: bf16 where ``bf16_pays``, else fp32), fp32, tf32 (CUDA only: matmuls/convolutions on TF32
+    tensor cores) or bf16 (autocast)."""
     if precision not in PRECISIONS:
         raise StylelabError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     if precision == "tf32" and device is not None and device.type != "cuda":
         raise StylelabError(f"precision tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format), "
                             f"not {device.type}; use fp32 or bf16")
+
+
+def bf16_pays() -> bool:
+    """Whether ``auto`` runs the backbone in bf16 on this CPU: it has AMX tiles (Intel Xeon 4th generation on), whose
+    bf16 matrix units made an evaluation 2.6–3.2× cheaper than fp32's, and oneDNN can use them. Measured there
+    (bench/RESULTS.md, 2026-12-08): with the default warm-up, bf16 reaches the fp32 plain run's loss, judged in
+    fp32, at 0.74 of its evaluations. Elsewhere bf16 is slower (AVX2: emulated) or unmeasured against plain's loss
+    (AVX512-BF16 without AMX: 2.0× per evaluation), so ``auto`` stays fp32."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(amx is not None and amx() and torch.backends.mkldnn.is_available() and (bf16 is None or bf16()))
+    except RuntimeError:  # a build without the oneDNN operator
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """What ``precision`` runs on ``device``: ``auto`` is bf16 on a CPU where ``bf16_pays``, fp32 elsewhere (a GPU's
+    faster modes stay opt-in: not judged against plain's loss there); every other name is itself."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and bf16_pays() else "fp32"
+
+
+def resolve_channels_last(channels_last: bool | None, precision: str, device: torch.device) -> bool:
+    """``None`` (default) follows the resolved precision: NHWC for bf16 on a CPU, where oneDNN's bf16 kernels are
+    made for it (1.5× per evaluation over bf16 in NCHW, bench/RESULTS.md 2026-12-03); NCHW otherwise."""
+    if channels_last is None:
+        return precision == "bf16" and device.type == "cpu"
+    return bool(channels_last)
 
 
 NUMERIC_MODES = {

@@ -390,7 +390,7 @@ def _common_flags(study: Study) -> str:
     o = study.options
     flags = f"--weights {o['weights']} --size {o['size']} --iterations {o['iterations']} --seed {o['seed']}"
     flags += f" --device {o['device']}" if o.get("device", "auto") != "auto" else ""
-    flags += f" --precision {o['precision']}" if o.get("precision", "fp32") != "fp32" else ""
+    flags += f" --precision {o['precision']}" if o.get("precision", "auto") != "auto" else ""
     return flags
 
 

@@ -160,7 +160,11 @@ def plan_video(video: str | os.PathLike, styles: Sequence[str | os.PathLike], ou
         raise StylelabError(f"frames {first}:{last} are out of range: {video} has {info.frames} frames (1:{info.frames})")
     check_audio_copy(info, output_format(output))
     device = resolve_device(options.get("device", "auto"))
-    check_precision(options.get("precision", "fp32"), device)
+    check_precision(options.get("precision", "auto"), device)
+    if options.get("precision", "auto") == "auto":
+        # A video's frames stay fp32 under auto: bf16 was judged on still pictures, where a run's rounding may
+        # part it from another; between frames that parting would be flicker, which is not measured under bf16.
+        options["precision"] = "fp32"
     check_convolution(options.get("convolution", "auto"), device)
     net = create_backbone(backbone, weights, seed=seed, pooling=options.get("pooling"))
     content_layers, style_layers = resolve_layers(net, options.get("content_layers"), options.get("style_layers"),
