@@ -81,11 +81,15 @@ def evaluation_cost(backbone: str, content, style, device) -> tuple[float, int]:
 
 # Levers, each a set of transfer() options; fp32 is the default mode and the numerics reference.
 VARIANTS = {
-    "fp32": {},
-    "fp32-nhwc": {"channels_last": True},  # same arithmetic, other order: the PSNR floor of chaos alone
-    "fp32-direct": {"convolution": "direct"},  # PyTorch's own convolutions (auto: Winograd on AVX2 CPUs, Zen 4)
-    "fp32-winograd": {"convolution": "winograd"},  # NNPACK's Winograd on every large 3×3 map, whatever the CPU
-    "fp32-sync": {"report_every": 1},  # a host sync after every evaluation (the default reports every 10 on CUDA)
+    "fp32": {"precision": "fp32"},
+    "fp32-nhwc": {"precision": "fp32", "channels_last": True},  # same arithmetic, other order: the chaos floor
+    # PyTorch's own convolutions (auto: Winograd on AVX2 CPUs, Zen 4)
+    "fp32-direct": {"precision": "fp32", "convolution": "direct"},
+    # NNPACK's Winograd on every large 3×3 map, whatever the CPU
+    "fp32-winograd": {"precision": "fp32", "convolution": "winograd"},
+    # a host sync after every evaluation (the default reports every 10 on CUDA)
+    "fp32-sync": {"precision": "fp32", "report_every": 1},
+    "default": {},  # the product's defaults (precision auto: bf16 + NHWC on a CPU with AMX)
     "tf32": {"precision": "tf32"},
     "bf16": {"precision": "bf16"},
     "bf16-nhwc": {"precision": "bf16", "channels_last": True},

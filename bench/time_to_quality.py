@@ -34,7 +34,7 @@ from stylelab.api import as_tensor, scale_schedule
 from stylelab.backbones.convolution import convolution_in_effect
 from stylelab.images import save_image
 from stylelab.optimize import StopOptimization
-from stylelab.runtime import resolve_device
+from stylelab.runtime import describe_precision, resolve_channels_last, resolve_device, resolve_precision
 from stylelab.samples import sample_content, sample_style
 from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
@@ -60,6 +60,10 @@ CANDIDATES = {
     # the backbone in bf16 (AMX on recent Xeons), NHWC; its own losses are bf16 ones, so it is judged in fp32
     "bf16-nhwc": ({**PLAIN, "precision": "bf16", "channels_last": True}, False),
     "bf16-nhwc-800": ({**PLAIN, "precision": "bf16", "channels_last": True, "iterations": 800}, False),
+    # the defaults in fp32 whatever the CPU (precision auto takes bf16 + NHWC where the CPU has AMX)
+    "default-fp32": ({"precision": "fp32"}, False),
+    # the defaults (the warm-up included) with the backbone in bf16 + NHWC on any CPU; judged in fp32
+    "default-bf16-nhwc": ({"precision": "bf16", "channels_last": True}, False),
     # continuation in β: the defaults with β × 0.1 for the first 30 evaluations, then β and a fresh L-BFGS
     "warmup-0.1-30": ({"style_warmup": 30}, True),
     # the default's warm-up at 500 evaluations (style_warmup="auto"), stopping once it is at the bar
@@ -81,7 +85,16 @@ def candidate_options(name: str, size: int) -> tuple[dict, bool]:
 
 def judged(options: dict) -> bool:
     """A run whose reported losses are not strict fp32 ones: its pictures are scored again in fp32."""
-    return options.get("precision", inspect.signature(transfer).parameters["precision"].default) != "fp32"
+    return _numerics(options)[0] != "fp32"
+
+
+def _numerics(options: dict) -> tuple[str, bool]:
+    """The precision and memory layout a candidate runs with on the CPU (``auto`` resolved)."""
+    cpu = torch.device("cpu")
+    defaults = inspect.signature(transfer).parameters
+    precision = resolve_precision(options.get("precision", defaults["precision"].default), cpu)
+    return precision, resolve_channels_last(options.get("channels_last", defaults["channels_last"].default),
+                                            precision, cpu)
 
 
 class Judge:
@@ -179,6 +192,7 @@ def run(name, options, stop_at_bar, bar, content, style, common, give_up=None) -
         "candidate": name, "options": {k: v for k, v in options.items()},
         "convolution": convolution_in_effect({**common, **options}.get("convolution", "auto"),
                                              resolve_device(common.get("device", "auto"))),  # what ran, not asked
+        "precision": describe_precision(*_numerics(options)),
         "schedule": scale_schedule(common["size"], options.get("scales", DEFAULT_SCALES),
                                    options.get("iterations", common["iterations"]),
                                    options.get("coarse_iterations")),

@@ -67,7 +67,8 @@ def main() -> None:
 
     image = load_image(args.image) if args.image else sample_content()
     style = load_image(args.style) if args.style else sample_style()
-    common = dict(backbone=args.backbone, weights=args.weights, seed=args.seed, device=args.device)
+    # fp32, as the product's video frames run under precision auto (video/run.py)
+    common = dict(backbone=args.backbone, weights=args.weights, seed=args.seed, device=args.device, precision="fp32")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -40,13 +40,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     trials = [(float(f), int(n)) for f, n in (t.split(":") for t in args.trials.split(","))]
-    common = dict(backbone=args.backbone, weights=args.weights, size=args.size, report_every=1)
+    # fp32 throughout: a trial is scored by its own losses against plain's fp32 bar
+    common = dict(backbone=args.backbone, weights=args.weights, size=args.size, report_every=1, precision="fp32")
     bar = args.bar
     if bar is None:
         losses: list[float] = []
         start = time.perf_counter()
         transfer(args.content, args.style, iterations=args.iterations, callback=lambda e: losses.append(e.loss),
-                 **common, **stylelab.PLAIN)
+                 **{**common, **stylelab.PLAIN})
         bar = losses[-1]
         print(f"plain: {args.iterations} evaluations, loss {bar!r} (the bar), {time.perf_counter() - start:.1f} s")
     product_factor = stylelab.optimize.WARMUP_STYLE_FACTOR
