@@ -137,6 +137,18 @@ def test_sweep_records_its_numeric_mode(tmp_path, content_path, style_path):
     assert run["final"]["loss"] < run["curve"][0][2]
 
 
+def test_sweep_records_what_precision_auto_ran(tmp_path, content_path, style_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # a CPU with AMX
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(content_path), str(style_path), "--style-layers", "relu1_1", "-o", str(out), *FAST]) == 0
+    run, = json.loads((out / "results.json").read_text())["runs"]
+    assert run["options"]["precision"] == "auto"  # what was asked, and what ran:
+    assert run["environment"]["numeric_mode"].startswith(
+        "bf16 autocast (backbone; Grams, losses, optimizer fp32), channels_last")
+
+
 def test_evaluate_files_and_folders(tmp_path, content_path, style_path, capsys):
     outputs = tmp_path / "outputs"
     outputs.mkdir()
