@@ -331,9 +331,6 @@ def transfer(
     log = log or (lambda message: None)
     asked, precision = precision, resolve_precision(precision, dev)
     channels_last = resolve_channels_last(channels_last, precision, dev)
-    if asked == "auto" and precision != "fp32":
-        log(f"precision auto: {precision} autocast{' + channels_last' if channels_last else ''} "
-            f"(this CPU's AMX; --precision fp32 for exact arithmetic)")
 
     batch = isinstance(content, (list, tuple))
     contents = [as_tensor(c) for c in (content if batch else [content])]
@@ -364,6 +361,9 @@ def transfer(
         net = create_backbone(backbone, weights, seed=seed, pooling=pooling)
     balance = balance or net.default_balance
     log(f"backbone {net.name}: weights {net.weights_source}")
+    if asked == "auto" and precision != "fp32":  # said once the weights are in: a failed load says nothing more
+        log(f"precision auto: {precision} autocast{' + channels_last' if channels_last else ''} "
+            f"(this CPU's AMX; --precision fp32 for exact arithmetic)")
     if text_net is not None:
         text_net = text_net()
         log(f"text model {text_net.name}: weights {text_net.weights_source}")
