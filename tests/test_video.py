@@ -309,3 +309,15 @@ def test_a_stop_drops_the_frame_in_progress_and_keeps_the_finished_ones(tmp_path
     again = video_run.run_video(video_run.plan_video(clip, [style], out, size=48, iterations=2, frame_iterations=2,
                                                      weights="random", device="cpu"), quiet=True)
     assert again.cached == 1 and again.stylized == 3 and again.written == out
+
+
+def test_precision_auto_keeps_a_videos_frames_in_fp32_even_with_amx(tmp_path, clip, style, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # where auto is bf16
+    plan = video_run.plan_video(clip, [style], tmp_path / "out.mp4", size=48, iterations=2, frame_iterations=2,
+                                weights="random", device="cpu")
+    assert plan.options["precision"] == "fp32" and plan.settings["precision"] == "fp32"
+    asked = video_run.plan_video(clip, [style], tmp_path / "bf16.mp4", size=48, iterations=2, frame_iterations=2,
+                                 weights="random", device="cpu", precision="bf16")
+    assert asked.options["precision"] == "bf16"  # asked for, bf16 runs

@@ -617,8 +617,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput], **opt
     text_crops, seed, device,
     precision="auto"|"fp32"|"tf32"|"bf16" (auto, the default: bf16 on a CPU with AMX, where it reaches plain's
     fp32 loss sooner, fp32 elsewhere; tf32: CUDA only; bf16: the backbone under autocast, Grams/losses fp32),
-    channels_last (NHWC convolutions; None, the default: on with bf16 on a CPU), convolution="auto"|"direct"|"winograd" (3×3 convolutions by Winograd's
-    algorithm on the CPU where it pays, else PyTorch's own; see ``backbones.convolution``), tolerance (stop a
+    channels_last (NHWC convolutions; None, the default: on with bf16 on a CPU),
+    convolution="auto"|"direct"|"winograd" (3×3 convolutions by Winograd's algorithm on the CPU where it pays, else
+    PyTorch's own; see ``backbones.convolution``), tolerance (stop a
     scale once the loss improves by less than this fraction over 20 evaluations; 0: exactly ``iterations``),
     style_warmup (the first scale's first N evaluations weigh the style by 0.1, then the full loss with L-BFGS
     started afresh; 0: none; included in ``iterations``; "auto", the default: 12 % of the first scale's evaluations

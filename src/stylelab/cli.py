@@ -746,7 +746,7 @@ def _preflight(backbone: str, options: dict, configurations=((None, None),)) -> 
     from .api import resolve_layers
 
     device = resolve_device(options.get("device", "auto"))
-    check_precision(options.get("precision", "fp32"), device)
+    check_precision(options.get("precision", "auto"), device)
     check_convolution(options.get("convolution", "auto"), device)
     net = create_backbone(backbone, options["weights"], seed=options.get("seed", 0), pooling=options.get("pooling"))
     for content_layers, style_layers in configurations:

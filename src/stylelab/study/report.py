@@ -697,7 +697,7 @@ def report_files(study: Study) -> list[Path]:
 def prepare(study: Study) -> None:
     """Before anything runs or is written: every network loads (once, kept for the runs) and every layer exists."""
     device = resolve_device(study.options.get("device", "auto"))
-    check_precision(study.options.get("precision", "fp32"), device)
+    check_precision(study.options.get("precision", "auto"), device)
     check_convolution(study.options.get("convolution", "auto"), device)
     shapes = {path: tuple(load_image(path).shape[-2:]) for path in (study.content, *study.styles)}
     for e in experiments():
