@@ -79,7 +79,8 @@ def evaluation_cost(backbone: str, content, style, device) -> tuple[float, int]:
     return counter.get_total_flops() / 1e9, ops
 
 
-# Levers, each a set of transfer() options; fp32 is the default mode and the numerics reference.
+# Levers, each a set of transfer() options; fp32 is the numerics reference (the default, precision auto, is bf16
+# on a CPU with AMX).
 VARIANTS = {
     "fp32": {"precision": "fp32"},
     "fp32-nhwc": {"precision": "fp32", "channels_last": True},  # same arithmetic, other order: the chaos floor

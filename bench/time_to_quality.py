@@ -34,7 +34,7 @@ from stylelab.api import as_tensor, scale_schedule
 from stylelab.backbones.convolution import convolution_in_effect
 from stylelab.images import save_image
 from stylelab.optimize import StopOptimization
-from stylelab.runtime import describe_precision, resolve_channels_last, resolve_device, resolve_precision
+from stylelab.runtime import describe_precision, numerics_in_effect, resolve_device
 from stylelab.samples import sample_content, sample_style
 from stylelab.study.environment import environment
 from stylelab.study.metrics import ssim
@@ -90,11 +90,9 @@ def judged(options: dict) -> bool:
 
 def _numerics(options: dict) -> tuple[str, bool]:
     """The precision and memory layout a candidate runs with on the CPU (``auto`` resolved)."""
-    cpu = torch.device("cpu")
     defaults = inspect.signature(transfer).parameters
-    precision = resolve_precision(options.get("precision", defaults["precision"].default), cpu)
-    return precision, resolve_channels_last(options.get("channels_last", defaults["channels_last"].default),
-                                            precision, cpu)
+    return numerics_in_effect(options.get("precision", defaults["precision"].default),
+                              options.get("channels_last", defaults["channels_last"].default), torch.device("cpu"))
 
 
 class Judge:

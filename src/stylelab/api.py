@@ -34,8 +34,7 @@ from .optimize import (
     StopOptimization, StyleObjective, auto_warmup, check_balance, check_feature_transform, initial_image, optimize,
 )
 from .heap import kept_heap
-from .runtime import (check_precision, device_name, numeric_mode, resolve_channels_last, resolve_device,
-                      resolve_precision)
+from .runtime import check_precision, device_name, numeric_mode, numerics_in_effect, resolve_device
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 LayersInput = str | Mapping[str, float | None] | Sequence[str] | None
@@ -329,8 +328,7 @@ def transfer(
     check_precision(precision, dev)
     check_convolution(convolution, dev)
     log = log or (lambda message: None)
-    asked, precision = precision, resolve_precision(precision, dev)
-    channels_last = resolve_channels_last(channels_last, precision, dev)
+    asked, (precision, channels_last) = precision, numerics_in_effect(precision, channels_last, dev)
 
     batch = isinstance(content, (list, tuple))
     contents = [as_tensor(c) for c in (content if batch else [content])]

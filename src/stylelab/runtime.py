@@ -126,6 +126,12 @@ def resolve_channels_last(channels_last: bool | None, precision: str, device: to
     return bool(channels_last)
 
 
+def numerics_in_effect(precision: str, channels_last: bool | None, device: torch.device) -> tuple[str, bool]:
+    """(precision, channels_last) as a run on ``device`` computes them: ``auto`` and ``None`` resolved."""
+    precision = resolve_precision(precision, device)
+    return precision, resolve_channels_last(channels_last, precision, device)
+
+
 NUMERIC_MODES = {
     "fp32": "fp32 (TF32 off)",
     "tf32": "tf32 (TF32 convolutions and matmuls; optimizer fp32)",

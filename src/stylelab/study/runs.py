@@ -21,7 +21,7 @@ from ..backbones.convolution import convolution_in_effect
 from ..callbacks import Chain, ProgressBar
 from ..images import load_image, save_image, write_atomically
 from ..optimize import LBFGS_CURVATURE, ProgressEvent
-from ..runtime import describe_precision, resolve_channels_last, resolve_device, resolve_precision
+from ..runtime import describe_precision, numerics_in_effect, resolve_device
 from .environment import PeakMemory, environment
 from .evaluate import Judges
 
@@ -109,7 +109,6 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
     bar = ProgressBar(sum(budget for _, budget in schedule), description, disable=quiet)
     curve = CurveRecorder()
     device = resolve_device(options.get("device", "auto"))
-    precision = resolve_precision(options.get("precision", "auto"), device)  # what runs, for the record
     try:
         with PeakMemory(device) as memory:
             result = transfer(spec.content, spec.style, callback=Chain(bar, curve), log=log,
@@ -145,8 +144,9 @@ def _run_one(spec: RunSpec, key: str, runs_dir: Path, judges: Judges, descriptio
         "final": None if final is None else {"loss": final.loss, "content": final.content_loss,
                                              "style": final.style_loss, "tv": final.tv_loss},
         "metrics": judges.measure(result.image, content, style),
-        "environment": environment(device, describe_precision(precision, resolve_channels_last(
-                                                                  options.get("channels_last"), precision, device),
+        "environment": environment(device, describe_precision(*numerics_in_effect(  # what ran, not what was asked
+                                                                  options.get("precision", "auto"),
+                                                                  options.get("channels_last"), device),
                                                               convolution_in_effect(
                                                                   options.get("convolution", "auto"), device))),
         "curve": curve.points,
